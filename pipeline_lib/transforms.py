@@ -23,3 +23,68 @@ def denormalize_image(tensor: torch.Tensor) -> np.ndarray:
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
     image = (tensor.detach().cpu().float() * std + mean).clamp(0, 1).mul(255).round().byte()
     return image.permute(1, 2, 0).numpy()
+
+
+# --- Augmentation -------------------------------------------------------------------------------
+# One strength parameter β scales every random transform, so a round's schedule is a single number
+# (the paper widens the random-scale range in its second round; β generalises that):
+#   random scale   uniform in [max(0.25, 1 - 0.5β), 1 + 0.5β]
+#   rotation       uniform in ±10β degrees
+#   colour jitter  brightness, contrast and saturation factors uniform in [1 - 0.3β, 1 + 0.3β]
+#   Gaussian blur  with probability min(0.5, 0.5β), radius uniform in [0.1, max(0.1, β)] pixels
+#   horizontal flip with probability 0.5 whenever β > 0
+# β = 0 leaves only the random crop. Crops smaller than the image are padded (label 255 = ignored).
+
+def scale_range(strength: float) -> tuple[float, float]:
+    return max(0.25, 1.0 - 0.5 * strength), 1.0 + 0.5 * strength
+
+
+def augment(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, strength: float,
+            crop_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random scale, rotation, blur, colour jitter, crop and flip of an (image, label) pair."""
+    from PIL import Image, ImageFilter
+
+    pil_image, pil_label = Image.fromarray(image), Image.fromarray(label)
+    if strength > 0:
+        low, high = scale_range(strength)
+        scale = rng.uniform(low, high)
+        size = (max(1, round(pil_image.width * scale)), max(1, round(pil_image.height * scale)))
+        pil_image = pil_image.resize(size, Image.BILINEAR)
+        pil_label = pil_label.resize(size, Image.NEAREST)
+        angle = rng.uniform(-10.0 * strength, 10.0 * strength)
+        pil_image = pil_image.rotate(angle, Image.BILINEAR, fillcolor=(124, 116, 104))
+        pil_label = pil_label.rotate(angle, Image.NEAREST, fillcolor=255)
+        if rng.random() < min(0.5, 0.5 * strength):
+            pil_image = pil_image.filter(ImageFilter.GaussianBlur(rng.uniform(0.1, max(0.1, strength))))
+    image = np.asarray(pil_image, np.float32)
+    label = np.asarray(pil_label)
+    if strength > 0:
+        image = colour_jitter(image, rng, 0.3 * strength)
+    image, label = random_crop(image, label, rng, crop_size)
+    if strength > 0 and rng.random() < 0.5:
+        image, label = image[:, ::-1], label[:, ::-1]
+    return np.ascontiguousarray(image.clip(0, 255).astype(np.uint8)), np.ascontiguousarray(label)
+
+
+def colour_jitter(image: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
+    """Brightness, contrast and saturation factors drawn from [1 - amount, 1 + amount]."""
+    brightness, contrast, saturation = rng.uniform(max(0.0, 1 - amount), 1 + amount, size=3)
+    image = image * brightness
+    gray = image.mean(axis=2, keepdims=True)
+    image = gray + (image - gray) * saturation
+    return image.mean() + (image - image.mean()) * contrast
+
+
+def random_crop(image: np.ndarray, label: np.ndarray, rng: np.random.Generator,
+                crop_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A crop_size² window; images smaller than the crop are padded (label 255, image grey)."""
+    height, width = label.shape
+    pad_h, pad_w = max(0, crop_size - height), max(0, crop_size - width)
+    if pad_h or pad_w:
+        image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), constant_values=124)
+        label = np.pad(label, ((0, pad_h), (0, pad_w)), constant_values=255)
+        height, width = label.shape
+    top = int(rng.integers(0, height - crop_size + 1))
+    left = int(rng.integers(0, width - crop_size + 1))
+    return (image[top:top + crop_size, left:left + crop_size],
+            label[top:top + crop_size, left:left + crop_size])

@@ -1,0 +1,236 @@
+"""The training loop shared by every round: supervised (round 0) and labelled + pseudo-labelled (rounds k ≥ 1).
+
+Each iteration's batch is drawn from a generator seeded by (seed, iteration), so a run resumed from a
+checkpoint sees exactly the batches the uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm import tqdm
+
+from .atomic import atomic_path
+from .datasets import DatasetSpec, Sample, load_image, load_label
+from .models import parameter_groups
+from .transforms import augment, normalize_image
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    iterations: int
+    batch_size: int
+    crop_size: int
+    base_lr: float
+    head_lr_multiplier: float
+    momentum: float
+    weight_decay: float
+    poly_power: float
+    aux_weight: float
+    labeled_aug_strength: float
+    pseudo_aug_strength: float
+    pseudo_fraction: float  # share of each batch taken from pseudo-labelled images (0 in round 0)
+    checkpoint_every: int
+    log_every: int
+    num_workers: int
+    autocast: bool
+    seed: int
+
+    def batch_split(self, has_pseudo: bool) -> tuple[int, int]:
+        """(labelled, pseudo-labelled) images per batch."""
+        if not has_pseudo:
+            return self.batch_size, 0
+        pseudo = min(self.batch_size - 1, max(1, round(self.batch_size * self.pseudo_fraction)))
+        return self.batch_size - pseudo, pseudo
+
+
+class TrainingImages(Dataset):
+    """Images with labels from PNGs, or from a pseudo-label store; augmented on request.
+
+    Items are addressed by ``(index, augmentation_seed)`` so augmentation is reproducible.
+    """
+
+    def __init__(self, samples: list[Sample], spec: DatasetSpec, aug_strength: float, crop_size: int,
+                 pseudo_label_store: Path | None = None) -> None:
+        self.samples = samples
+        self.spec = spec
+        self.aug_strength = aug_strength
+        self.crop_size = crop_size
+        self.pseudo_label_store = pseudo_label_store
+        self._store = None  # opened lazily, once per DataLoader worker
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def label(self, index: int, image_shape: tuple[int, int]) -> np.ndarray:
+        sample = self.samples[index]
+        if self.pseudo_label_store is None:
+            return load_label(sample.label, self.spec, image_shape)
+        if self._store is None:
+            from .label_store import PseudoLabelStore
+
+            self._store = PseudoLabelStore.open(self.pseudo_label_store)
+        return self._store.label(self._store.index_of(sample.id))
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index, aug_seed = key
+        image = load_image(self.samples[index].image)
+        label = self.label(index, image.shape[:2])
+        image, label = augment(image, label, np.random.default_rng(aug_seed), self.aug_strength, self.crop_size)
+        return normalize_image(image), torch.from_numpy(label.astype(np.int64))
+
+
+class _Mixed(Dataset):
+    def __init__(self, sources: list[TrainingImages]) -> None:
+        self.sources = sources
+
+    def __getitem__(self, key: tuple[int, int, int]):
+        source, index, seed = key
+        return self.sources[source][(index, seed)]
+
+
+class IterationBatches(Sampler):
+    """Batch keys ``(source, index, augmentation_seed)`` for iterations start..total-1."""
+
+    def __init__(self, source_sizes: list[int], per_batch: list[int], seed: int, start: int, total: int) -> None:
+        self.source_sizes, self.per_batch = source_sizes, per_batch
+        self.seed, self.start, self.total = seed, start, total
+
+    def __len__(self) -> int:
+        return self.total - self.start
+
+    def __iter__(self):
+        for iteration in range(self.start, self.total):
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, iteration]))
+            yield [(source, int(rng.integers(size)), int(rng.integers(2**31)))
+                   for source, (size, count) in enumerate(zip(self.source_sizes, self.per_batch))
+                   for _ in range(count)]
+
+
+def poly_lr(initial_lr: float, iteration: int, total: int, power: float) -> float:
+    return initial_lr * (1 - iteration / total) ** power
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def autocast_context(device: torch.device, enabled: bool):
+    """bf16 autocast on CPU, fp16 AMP on CUDA; a no-op when disabled."""
+    if not enabled:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if device.type == "cpu" else torch.float16)
+
+
+def segmentation_loss(outputs: dict, target: torch.Tensor, aux_weight: float) -> torch.Tensor:
+    """Cross-entropy (ignore 255) on logits upsampled to the target size, plus the weighted aux loss."""
+    size = target.shape[-2:]
+
+    def ce(logits: torch.Tensor) -> torch.Tensor:
+        logits = F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
+        return F.cross_entropy(logits, target, ignore_index=255)
+
+    loss = ce(outputs["out"])
+    if aux_weight > 0 and outputs.get("aux") is not None:
+        loss = loss + aux_weight * ce(outputs["aux"])
+    return loss
+
+
+def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImages | None, config: TrainConfig,
+          device: torch.device, work_dir: Path, fingerprint: str, log_dir: Path) -> torch.nn.Module:
+    """Train ``model`` in place for ``config.iterations`` iterations, resuming from ``work_dir`` if possible.
+
+    ``work_dir`` holds the resume state (``state.pt``) and the dvclive log while training runs; ``fingerprint``
+    identifies the inputs and settings, and a state saved under another fingerprint is ignored. On success the
+    log is moved to ``log_dir`` and ``work_dir`` is deleted.
+    """
+    from dvclive import Live
+
+    torch.manual_seed(config.seed)
+    model.to(device)
+    if device.type == "cpu":
+        model.to(memory_format=torch.channels_last)
+    groups = parameter_groups(model, config.base_lr, config.head_lr_multiplier)
+    optimizer = torch.optim.SGD(groups, lr=config.base_lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+
+    state_path = work_dir / "state.pt"
+    start = 0
+    if state_path.is_file():
+        state = torch.load(state_path, map_location=device, weights_only=False)
+        if state.get("fingerprint") == fingerprint:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            start = int(state["iteration"])
+            print(f"resuming from iteration {start} ({state_path})")
+    if start == 0:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True, exist_ok=True)
+
+    sources = [labeled] + ([pseudo] if pseudo is not None else [])
+    per_batch = list(config.batch_split(pseudo is not None))
+    batches = IterationBatches([len(s) for s in sources], per_batch, config.seed, start, config.iterations)
+    loader = DataLoader(_Mixed(sources), batch_sampler=batches, num_workers=config.num_workers,
+                        persistent_workers=False, pin_memory=device.type == "cuda")
+
+    live = Live(dir=str(work_dir / "live"), resume=start > 0, save_dvc_exp=False, dvcyaml=None,
+                report=None)
+    model.train()
+    running_loss, running_count, seen, started = 0.0, 0, 0, time.perf_counter()
+    progress = tqdm(loader, total=len(batches), initial=0, desc=f"train [{start}→{config.iterations}]",
+                    unit="it", dynamic_ncols=True)
+    for iteration, (images, targets) in enumerate(progress, start):
+        for group in optimizer.param_groups:
+            group["lr"] = poly_lr(group["initial_lr"], iteration, config.iterations, config.poly_power)
+        images = images.to(device, non_blocking=True)
+        if device.type == "cpu":
+            images = images.contiguous(memory_format=torch.channels_last)
+        targets = targets.to(device, non_blocking=True)
+        with autocast_context(device, config.autocast):
+            outputs = model(images)
+        loss = segmentation_loss(outputs, targets, config.aux_weight)
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"loss became {loss.item()} at iteration {iteration}; lower train.base_lr")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+        running_loss += loss.item()
+        running_count += 1
+        seen += images.shape[0]
+        done = iteration + 1
+        if done % config.log_every == 0 or done == config.iterations:
+            live.step = done
+            live.log_metric("train/loss", running_loss / running_count)
+            live.log_metric("train/lr", optimizer.param_groups[0]["lr"])
+            live.log_metric("train/images_per_second", seen / max(time.perf_counter() - started, 1e-9))
+            progress.set_postfix(loss=f"{running_loss / running_count:.3f}")
+            running_loss, running_count = 0.0, 0
+        if done % config.checkpoint_every == 0 and done < config.iterations:
+            save_resume_state(state_path, model, optimizer, done, fingerprint)
+    live.end()
+    with atomic_path(log_dir) as tmp:  # the curves only: dvc plots reads every file it is given
+        shutil.copytree(work_dir / "live" / "plots" / "metrics", tmp)
+    shutil.rmtree(work_dir, ignore_errors=True)
+    return model
+
+
+def save_resume_state(path: Path, model, optimizer, iteration: int, fingerprint: str) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "iteration": iteration, "fingerprint": fingerprint}, tmp)
+
+
+def config_dict(config: TrainConfig) -> dict:
+    return asdict(config)

@@ -1,0 +1,43 @@
+"""The ``dars`` command: one sub-command per pipeline step (each is also a DVC stage)."""
+
+from __future__ import annotations
+
+import typer
+
+from . import reports_user_errors
+from .evaluate import evaluate
+from .infer import infer
+from .prepare import prepare
+from .pseudo_label import pseudo_label
+from .train import train
+
+app = typer.Typer(
+    name="dars",
+    help="DARS semi-supervised segmentation as a DVC pipeline. `dvc repro` runs the stages below in order "
+         "(prepare → train r0 → evaluate r0 → for each round: infer → pseudo-label → train → evaluate); run one "
+         "by hand with the same arguments dvc.yaml gives it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for name, command in (("prepare", prepare), ("train", train), ("evaluate", evaluate), ("infer", infer),
+                      ("pseudo-label", pseudo_label)):
+    app.command(name)(reports_user_errors(command))
+
+
+@app.command("models")
+def models() -> None:
+    """List the model architectures model.arch accepts."""
+    from pipeline_lib.models import ARCHITECTURES
+
+    for arch in ARCHITECTURES:
+        typer.echo(arch)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""pseudo-label: thresholds from one streaming pass over the logits store, pseudo labels from a second."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from pipeline_lib.config import RoundPaths, round_schedule
+from pipeline_lib.datasets import load_class_distribution, load_label, load_spec, read_split
+from pipeline_lib.errors import UserError
+from pipeline_lib.params import Params, one_of, positive
+from pipeline_lib.pseudo_label import METHODS
+from pipeline_lib.pseudo_label_run import run_pseudo_labeling
+from pipeline_lib.soft_store import LogitsStore
+from pipeline_lib.temperature import fit_temperature
+
+from . import run_standalone
+
+
+def pseudo_label(
+    round_name: str = typer.Option(..., "--round", help="The round (r1, r2…) whose pseudo labels to make."),
+    params: Path = typer.Option(Path("params.yaml"), help="Parameter file (reads pseudo_label.*, "
+                                "rounds.<round>.labeling_ratio)."),
+    prepared: Path = typer.Option(Path("data/prepared"), help="Prepared-dataset directory."),
+    outputs: Path = typer.Option(Path("outputs"), help="Root of the per-round output directories."),
+) -> None:
+    """Write outputs/<round>/pseudo_labels.zarr, pseudo_label_stats.json and class_distribution.csv."""
+    p = Params.load(params)
+    schedule = round_schedule(p)
+    if round_name not in schedule:
+        raise UserError(f"unknown round {round_name!r}; {p.source} defines rounds {', '.join(schedule) or 'none'}")
+    method = p.get("pseudo_label.method", str, one_of(*METHODS))
+    spec = load_spec(prepared)
+    paths = RoundPaths.of(outputs, round_name)
+    class_names = list(spec.classes.names)
+
+    temperature = 1.0
+    if p.get("pseudo_label.temperature_scaling", bool):
+        labeled = read_split(prepared, "labeled", spec)
+        store = LogitsStore.open(paths.labeled_logits, expect_classes=class_names,
+                                 expect_image_ids=[s.id for s in labeled])
+        temperature = fit_temperature([store.logits(i) for i in range(len(store))],
+                                      [load_label(s.label, spec) for s in labeled])
+        typer.echo(f"fitted temperature T = {temperature:.4f} on {len(labeled)} labelled images")
+
+    unlabeled = {s.id: s for s in read_split(prepared, "unlabeled", spec)}
+
+    def ground_truth(image_id: str) -> np.ndarray | None:
+        sample = unlabeled.get(image_id)
+        return None if sample is None or sample.label is None else load_label(sample.label, spec)
+
+    stats = run_pseudo_labeling(
+        paths.logits, paths.pseudo_labels, paths.pseudo_label_stats, paths.class_distribution_plot,
+        labeled_shares=load_class_distribution(prepared), method=method,
+        labeling_ratio=schedule[round_name].labeling_ratio, seed=p.get("pseudo_label.seed", int),
+        temperature=temperature, ground_truth=ground_truth,
+        workers=p.get("pseudo_label.workers", int, positive))
+    typer.echo(f"{round_name}: {method} labelled {stats['fraction_labeled']:.3f} of pixels, "
+               f"KL(labelled‖pseudo) = {stats['kl_divergence']:.4f} → {paths.pseudo_labels}")
+
+
+if __name__ == "__main__":
+    run_standalone(pseudo_label)

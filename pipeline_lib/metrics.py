@@ -85,13 +85,10 @@ def tail_classes_from_shares(labeled_shares: np.ndarray, threshold: float | None
                              explicit: Sequence[str | int] | None, class_names: Sequence[str]) -> list[int]:
     """The tail (rare) classes, as sorted class ids.
 
-    Either ``explicit`` (class names or ids) or, failing that, the classes whose share of the
-    labelled pixels is below ``threshold`` (e.g. 0.01). Giving both is an error; giving neither
-    means no tail classes.
+    ``explicit`` (class names or ids) when given -- it overrides the threshold, so a user can list
+    classes without also clearing the default threshold -- else the classes whose share of the
+    labelled pixels is below ``threshold`` (e.g. 0.01); neither means no tail classes.
     """
-    if threshold is not None and explicit is not None:
-        raise UserError("tail classes: give either a share threshold or an explicit class list, not both "
-                        f"(threshold={threshold}, classes={list(explicit)})")
     num_classes = len(class_names)
     if explicit is not None:
         ids = set()

@@ -116,6 +116,9 @@ def test_tail_from_threshold():
 def test_tail_from_explicit_names_and_ids():
     names = ["road", "pole", "sign", "train"]
     assert tail_classes_from_shares(np.zeros(4), None, ["train", 1, "pole"], names) == [1, 3]
+    # An explicit list wins over the threshold (which would pick every class here).
+    assert tail_classes_from_shares(np.zeros(4), 0.01, ["sign"], names) == [2]
+    assert tail_classes_from_shares(np.zeros(4), 0.01, [], names) == []
 
 
 def test_tail_errors_name_the_problem():
@@ -124,8 +127,6 @@ def test_tail_errors_name_the_problem():
         tail_classes_from_shares(np.zeros(2), None, ["trian"], names)
     with pytest.raises(UserError, match="5"):
         tail_classes_from_shares(np.zeros(2), None, [5], names)
-    with pytest.raises(UserError, match="not both"):
-        tail_classes_from_shares(np.zeros(2), 0.01, ["road"], names)
     with pytest.raises(UserError, match="threshold"):
         tail_classes_from_shares(np.zeros(2), 1.5, None, names)
     with pytest.raises(UserError, match="3 values"):

@@ -1,0 +1,159 @@
+"""Benchmark the streaming two-pass pseudo-label stage on a synthetic soft-prediction store.
+
+    .venv/bin/python bench/bench_pseudo_label.py --scale small
+    .venv/bin/python bench/bench_pseudo_label.py --scale cityscapes --workers 2
+
+Builds a store of structured float16 logits at output stride 8 in a temporary directory (a few smooth
+templates plus per-image noise, so confidences spread over [1/C, 1] like a real model's), then runs
+``run_pseudo_labeling`` in a fresh child process and prints wall time, pixels/s, the child's peak RSS,
+store sizes and file counts. ``--profile`` also times the per-image steps on one image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline_lib.soft_store import write_logits_store  # noqa: E402
+
+SCALES = {
+    # images, classes, label (H, W), logits (h, w)
+    "small": (64, 19, (256, 512), (32, 64)),
+    "cityscapes": (2603, 19, (1024, 2048), (128, 256)),
+}
+TEMPLATES = 8
+
+
+def synthetic_logits(num_classes: int, logit_size: tuple[int, int], seed: int = 0):
+    """A function image_index -> (C, h, w) float16: one of a few smooth templates plus mild noise."""
+    rng = np.random.default_rng(seed)
+    h, w = logit_size
+    coarse = torch.from_numpy(rng.normal(0, 3, (TEMPLATES, num_classes, max(2, h // 8), max(2, w // 8))))
+    # A class prior bias makes some classes frequent and others rare, as in street scenes.
+    bias = torch.from_numpy(np.linspace(2.0, -2.0, num_classes))[None, :, None, None]
+    templates = F.interpolate((coarse + bias).float(), size=(h, w), mode="bilinear", align_corners=False).numpy()
+
+    def predict(index: int) -> np.ndarray:
+        noise = np.random.default_rng([seed, index]).normal(0, 0.5, templates.shape[1:]).astype(np.float32)
+        return (templates[index % TEMPLATES] + noise).astype(np.float16)
+
+    return predict
+
+
+def tree_size(path: Path) -> tuple[int, int]:
+    files = [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files), len(files)
+
+
+def _run_child(args: dict, queue: multiprocessing.Queue) -> None:
+    from pipeline_lib.pseudo_label_run import run_pseudo_labeling
+
+    start = time.perf_counter()
+    stats = run_pseudo_labeling(Path(args["store"]), Path(args["out"]), Path(args["stats"]), Path(args["plot"]),
+                                np.asarray(args["shares"]), args["method"], args["ratio"], seed=0,
+                                workers=args["workers"])
+    wall = time.perf_counter() - start
+    queue.put({"wall_s": wall, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+               "fraction_labeled": stats["fraction_labeled"], "kl_divergence": stats["kl_divergence"]})
+
+
+def profile_one_image(store_path: Path, method: str, ratio: float, shares: np.ndarray) -> None:
+    """Time each per-image step once (after a warm-up) to see where pass 1 and pass 2 spend their time."""
+    from pipeline_lib.confidence_histogram import ConfidenceHistogram
+    from pipeline_lib.pseudo_label import assign_pseudo_labels, compute_thresholds, confidence_and_prediction
+    from pipeline_lib.soft_store import LogitsStore
+
+    store = LogitsStore.open(store_path)
+    timings: dict[str, float] = {}
+
+    def timed(name, fn, *a):
+        start = time.perf_counter()
+        result = fn(*a)
+        timings[name] = time.perf_counter() - start
+        return result
+
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        logits = timed("read one image", store.logits, 0)
+        confidence_and_prediction(logits, store.label_sizes[0])
+        conf, pred = timed("confidence_and_prediction", confidence_and_prediction, logits, store.label_sizes[0])
+        histogram = ConfidenceHistogram(len(store.class_names))
+        timed("histogram.add", histogram.add, conf, pred)
+        thresholds = compute_thresholds(histogram, method, ratio, shares)
+        timed("assign_pseudo_labels", assign_pseudo_labels, conf, pred, thresholds, 0, 0)
+        print(f"  torch threads {threads}: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", choices=sorted(SCALES), default="small")
+    parser.add_argument("--images", type=int, help="override the preset's number of images")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--method", default="dars")
+    parser.add_argument("--labeling-ratio", type=float, default=0.2)
+    parser.add_argument("--images-per-shard", type=int, default=16)
+    parser.add_argument("--profile", action="store_true", help="also time the per-image steps")
+    parser.add_argument("--workdir", type=Path, help="where to build the store (default: a temporary dir)")
+    args = parser.parse_args()
+
+    count, num_classes, label_size, logit_size = SCALES[args.scale]
+    count = args.images or count
+    shares = np.linspace(2.0, 0.1, num_classes)
+    shares /= shares.sum()
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        work = Path(tmp)
+        store = work / "logits.zarr"
+        predict = synthetic_logits(num_classes, logit_size)
+        start = time.perf_counter()
+        write_logits_store(store, [f"img{i:05d}" for i in range(count)], [label_size] * count,
+                           [logit_size] * count, [f"class{j}" for j in range(num_classes)], predict,
+                           {"output_stride": 8, "checkpoint_sha256": "0" * 64, "model_arch": "synthetic",
+                            "split": "unlabeled"}, images_per_shard=args.images_per_shard)
+        create_s = time.perf_counter() - start
+        store_bytes, store_files = tree_size(store)
+        raw = count * num_classes * logit_size[0] * logit_size[1] * 2
+        print(f"scale {args.scale}: {count} images, {num_classes} classes, labels {label_size[0]}x{label_size[1]}, "
+              f"logits {logit_size[0]}x{logit_size[1]}")
+        print(f"logits store: created in {create_s:.1f} s, {store_bytes / 2**20:.1f} MiB "
+              f"(raw float16 {raw / 2**20:.1f} MiB), {store_files} files")
+        if args.profile:
+            print("per-image steps:")
+            profile_one_image(store, args.method, args.labeling_ratio, shares)
+
+        context = multiprocessing.get_context("spawn")  # a fresh process: its peak RSS is the stage's alone
+        queue = context.Queue()
+        child_args = {"store": str(store), "out": str(work / "labels.zarr"), "stats": str(work / "stats.json"),
+                      "plot": str(work / "classes.csv"), "shares": shares.tolist(), "method": args.method,
+                      "ratio": args.labeling_ratio, "workers": args.workers}
+        child = context.Process(target=_run_child, args=(child_args, queue))
+        child.start()
+        result = queue.get()
+        child.join()
+        pixels = count * label_size[0] * label_size[1]
+        label_bytes, label_files = tree_size(work / "labels.zarr")
+        print(f"run_pseudo_labeling ({args.method}, alpha {args.labeling_ratio}, workers {args.workers}): "
+              f"{result['wall_s']:.1f} s wall, {pixels / result['wall_s'] / 1e6:.2f} Mpixel/s "
+              f"(two passes), peak RSS {result['peak_rss_mb']:.0f} MiB")
+        print(f"label store: {label_bytes / 2**20:.1f} MiB, {label_files} files; fraction_labeled "
+              f"{result['fraction_labeled']:.4f}, KL {result['kl_divergence']:.2e}")
+        print(json.dumps({"scale": args.scale, "images": count, "workers": args.workers, "create_s": create_s,
+                          "store_mib": store_bytes / 2**20, "store_files": store_files,
+                          "label_store_mib": label_bytes / 2**20, "label_store_files": label_files,
+                          "cpu_count": os.cpu_count(), **result}))
+
+
+if __name__ == "__main__":
+    main()

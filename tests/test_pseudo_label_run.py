@@ -1,0 +1,192 @@
+"""The streaming two-pass pseudo-label driver, end to end on a tiny soft-prediction store."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline_lib.confidence_histogram import ConfidenceHistogram
+from pipeline_lib.errors import UserError
+from pipeline_lib.label_store import PseudoLabelStore
+from pipeline_lib.pseudo_label import assign_pseudo_labels, compute_thresholds, confidence_and_prediction
+from pipeline_lib.pseudo_label_run import KL_EPSILON, kl_divergence, run_pseudo_labeling
+from pipeline_lib.soft_store import LogitsStore, write_logits_store
+
+CLASSES = ["road", "car", "sky", "person"]
+SHARES = np.array([0.5, 0.25, 0.2, 0.05])
+LOGIT_SIZES = [(6, 8), (7, 5), (6, 8), (4, 9), (8, 8), (5, 6), (6, 7)]
+STRIDE = 4
+LABEL_SIZES = [(STRIDE * h, STRIDE * w) for h, w in LOGIT_SIZES]
+IDS = [f"u{i}" for i in range(len(LOGIT_SIZES))]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    rng = np.random.default_rng(1)
+    logits = [(rng.normal(0, 2.5, (len(CLASSES), h, w)) + np.array([1.0, 0.3, 0.0, -1.0])[:, None, None])
+              .astype(np.float16) for h, w in LOGIT_SIZES]
+    path = tmp_path_factory.mktemp("soft") / "logits.zarr"
+    write_logits_store(path, IDS, LABEL_SIZES, LOGIT_SIZES, CLASSES, lambda i: logits[i],
+                       {"output_stride": STRIDE, "checkpoint_sha256": "a" * 64, "model_arch": "toy",
+                        "split": "unlabeled"}, images_per_shard=3)
+    return path
+
+
+def run(store: Path, out: Path, method="dars", ratio=0.3, seed=7, workers=2, temperature=1.0, ground_truth=None):
+    out.mkdir(parents=True, exist_ok=True)
+    stats = run_pseudo_labeling(store, out / "labels.zarr", out / "stats.json", out / "classes.csv", SHARES,
+                                method, ratio, seed, temperature=temperature, ground_truth=ground_truth,
+                                workers=workers)
+    return stats
+
+
+def output_bytes(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_outputs_identical_for_any_worker_count_and_on_rerun(store, tmp_path):
+    run(store, tmp_path / "w1", workers=1)
+    run(store, tmp_path / "w2", workers=2)
+    run(store, tmp_path / "w3", workers=3)
+    run(store, tmp_path / "again", workers=2)
+    reference = output_bytes(tmp_path / "w1")
+    assert {"labels.zarr/zarr.json", "stats.json", "classes.csv"} <= set(reference)
+    for name in ("w2", "w3", "again"):
+        assert output_bytes(tmp_path / name) == reference
+
+
+@pytest.mark.parametrize("method", ["st", "cbst", "da", "dars"])
+def test_labels_equal_the_pure_rules_applied_image_by_image(store, tmp_path, method):
+    stats = run(store, tmp_path, method=method, temperature=1.5)
+    logits = LogitsStore.open(store)
+    maps = [confidence_and_prediction(logits.logits(i), LABEL_SIZES[i], 1.5) for i in range(len(IDS))]
+    histogram = ConfidenceHistogram(len(CLASSES))
+    for confidence, prediction in maps:
+        histogram.add(confidence, prediction)
+    thresholds = compute_thresholds(histogram, method, 0.3, SHARES)
+    labels = PseudoLabelStore.open(tmp_path / "labels.zarr", expect_classes=CLASSES, expect_image_ids=IDS)
+    for i, (confidence, prediction) in enumerate(maps):
+        expected = assign_pseudo_labels(confidence, prediction, thresholds, 7, i)
+        assert np.array_equal(labels.label(i), expected)
+    assert labels.attrs["method"] == method and labels.attrs["seed"] == 7 and labels.attrs["temperature"] == 1.5
+    assert labels.attrs["source_checkpoint_sha256"] == "a" * 64
+    for j, name in enumerate(CLASSES):
+        assert stats["per_class"][name]["target_count"] == int(thresholds.target_count[j])
+        assert stats["per_class"][name]["above_threshold"] == int(thresholds.above_threshold[j])
+
+
+def test_stats_are_consistent_with_the_label_store(store, tmp_path):
+    stats = run(store, tmp_path, method="dars", ratio=0.3)
+    assert stats == json.loads((tmp_path / "stats.json").read_text())
+    labels = PseudoLabelStore.open(tmp_path / "labels.zarr")
+    counts = np.zeros(len(CLASSES), np.int64)
+    for _, mask in labels.iter_labels():
+        counts += np.bincount(mask.ravel(), minlength=256)[: len(CLASSES)]
+    total = sum(h * w for h, w in LABEL_SIZES)
+    per_class = stats["per_class"]
+    assert [per_class[c]["final_count"] for c in CLASSES] == counts.tolist()
+    assert stats["pseudo_labeled_pixels"] == counts.sum() and stats["pixels"] == total
+    assert stats["images"] == len(IDS)
+    # DARS keeps its per-class targets up to per-image flooring, so the kept fraction is about alpha.
+    assert stats["fraction_labeled"] == pytest.approx(0.3, abs=len(CLASSES) * len(IDS) / total)
+    assert stats["fraction_labeled"] == counts.sum() / total
+    assert sum(per_class[c]["pseudo_share"] for c in CLASSES) == pytest.approx(1.0)
+    assert [per_class[c]["labeled_share"] for c in CLASSES] == pytest.approx(SHARES / SHARES.sum())
+    assert 0 <= stats["kl_divergence"] < 0.01
+    assert "pseudo_label_accuracy" not in stats and "accuracy" not in per_class["road"]
+    for c in CLASSES:
+        assert 0 < per_class[c]["keep_probability"] <= 1
+        assert per_class[c]["final_count"] <= per_class[c]["above_threshold"]
+
+
+def test_class_plot_is_ordered_by_labelled_share(store, tmp_path):
+    run(store, tmp_path, method="da")
+    rows = list(csv.DictReader((tmp_path / "classes.csv").open()))
+    assert [r["class"] for r in rows] == ["road", "car", "sky", "person"]
+    assert [float(r["labeled_share"]) for r in rows] == pytest.approx([0.5, 0.25, 0.2, 0.05])
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert [float(r["pseudo_share"]) for r in rows] == pytest.approx(
+        [stats["per_class"][r["class"]]["pseudo_share"] for r in rows], rel=1e-5)
+
+
+def _truth_from_prediction(store: Path, wrong_class_for: set[str] = frozenset()):
+    """Ground truth = the model's argmax (so kept pixels are all correct), except that images in
+    ``wrong_class_for`` get class (prediction + 1) and images named 'u6' have no ground truth."""
+    logits = LogitsStore.open(store)
+
+    def ground_truth(image_id: str):
+        if image_id == "u6":
+            return None
+        i = logits.image_ids.index(image_id)
+        _, prediction = confidence_and_prediction(logits.logits(i), LABEL_SIZES[i])
+        truth = prediction.copy()
+        if image_id in wrong_class_for:
+            truth = ((truth + 1) % len(CLASSES)).astype(np.uint8)
+        truth[:2, :] = 255  # some ignore pixels are not judged
+        return truth
+
+    return ground_truth
+
+
+def test_accuracy_is_computed_where_ground_truth_exists(store, tmp_path):
+    perfect = run(store, tmp_path / "perfect", ground_truth=_truth_from_prediction(store))
+    assert perfect["pseudo_label_accuracy"] == 1.0 and perfect["ground_truth_images"] == len(IDS) - 1
+    assert all(perfect["per_class"][c]["accuracy"] in (1.0, None) for c in CLASSES)
+
+    stats = run(store, tmp_path / "half", ground_truth=_truth_from_prediction(store, {"u0", "u1", "u2"}))
+    labels = PseudoLabelStore.open(tmp_path / "half" / "labels.zarr")
+    judged = {i: int((labels.label(i)[2:] != 255).sum()) for i in range(6)}  # u6 has no truth, rows 0-1 ignored
+    expected = sum(judged[i] for i in (3, 4, 5)) / sum(judged.values())
+    assert stats["pseudo_label_accuracy"] == pytest.approx(expected)
+    assert 0 < stats["pseudo_label_accuracy"] < 1
+
+
+def test_ground_truth_of_wrong_size_is_refused(store, tmp_path):
+    with pytest.raises(UserError, match="ground truth of image 'u0' is 3x2"):
+        run(store, tmp_path, ground_truth=lambda image_id: np.zeros((2, 3), np.uint8))
+
+
+def test_interrupted_run_leaves_no_output_and_keeps_old_one(store, tmp_path):
+    run(store, tmp_path, method="da")
+    before = output_bytes(tmp_path)
+
+    def crashing_truth(image_id: str):
+        if image_id == "u5":
+            raise KeyboardInterrupt
+        return None
+
+    with pytest.raises(KeyboardInterrupt):
+        run(store, tmp_path, method="dars", ground_truth=crashing_truth)
+    assert output_bytes(tmp_path) == before  # old outputs untouched, no temporaries left
+    fresh = tmp_path / "fresh"
+    with pytest.raises(KeyboardInterrupt):
+        run(store, fresh, ground_truth=crashing_truth)
+    assert list(fresh.iterdir()) == []
+
+
+def test_bad_inputs_are_refused(store, tmp_path):
+    with pytest.raises(UserError, match="unknown pseudo-label method 'best'"):
+        run(store, tmp_path, method="best")
+    with pytest.raises(UserError, match="labeling_ratio"):
+        run(store, tmp_path, ratio=1.5)
+    with pytest.raises(UserError, match="temperature"):
+        run(store, tmp_path, temperature=0.0)
+    with pytest.raises(UserError, match=r"shape \(3,\), the store has 4 classes"):
+        run_pseudo_labeling(store, tmp_path / "l", tmp_path / "s.json", tmp_path / "c.csv", SHARES[:3], "dars",
+                            0.2, 0)
+    with pytest.raises(UserError, match="not found"):
+        run(tmp_path / "no_store", tmp_path)
+    assert not (tmp_path / "labels.zarr").exists() and not (tmp_path / "stats.json").exists()
+
+
+def test_kl_divergence():
+    shares = np.array([0.5, 0.3, 0.2, 0.0])
+    assert kl_divergence(shares, np.array([50, 30, 20, 0])) == pytest.approx(0.0, abs=1e-12)
+    assert kl_divergence(shares, np.array([50, 30, 20, 40])) > 0
+    missing_class = kl_divergence(shares, np.array([50, 30, 0, 0]))
+    assert np.isfinite(missing_class)
+    assert missing_class > 0.2 * np.log(0.2 / KL_EPSILON) - 1

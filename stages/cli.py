@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from . import reports_user_errors
+from .ablation import app as ablation_app
 from .evaluate import evaluate
 from .infer import infer
 from .prepare import prepare
@@ -24,6 +25,9 @@ app = typer.Typer(
 for name, command in (("prepare", prepare), ("train", train), ("evaluate", evaluate), ("infer", infer),
                       ("pseudo-label", pseudo_label)):
     app.command(name)(reports_user_errors(command))
+
+
+app.add_typer(ablation_app, name="ablation")
 
 
 @app.command("models")

@@ -41,11 +41,13 @@ def evaluate(
     metrics, _ = evaluate_model(model.to(device).eval(), read_split(prepared, "val", spec), spec, device,
                                 tail_classes=tail, **InferenceSettings.from_params(p).as_kwargs())
     write_json(paths.metrics, metrics)
-    rows = ["class,iou,tail"] + [f"{name},{metrics['per_class_iou'][name]},{int(i in tail)}"
+    rows = ["class,iou,tail"] + [f"{name},{'' if metrics['iou'][name] is None else metrics['iou'][name]},{int(i in tail)}"
                                  for i, name in enumerate(names)]
     write_text(paths.per_class_iou, "\n".join(rows) + "\n")
-    typer.echo(f"{round_name}: mIoU {metrics['miou']:.4f}  tail mIoU {metrics['tail_miou']:.4f}  "
-               f"head mIoU {metrics['head_miou']:.4f}  → {paths.metrics}")
+    summary = "  ".join(f"{label} {metrics[key]:.4f}" for key, label in
+                        (("miou", "mIoU"), ("tail_miou", "tail mIoU"), ("head_miou", "head mIoU"))
+                        if metrics[key] is not None)
+    typer.echo(f"{round_name}: {summary} → {paths.metrics}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,84 @@
+"""The paper's Table 4 ablation on the current dataset: experiment names, their -S overrides, and the table.
+
+Each variant is a pseudo-labelling method with or without temperature scaling ("cbst+ts"); each runs as a
+DVC experiment named ``<method>[-ts]-s<seed>``. The table reads the experiments' metrics files: the first
+round (k = 1) and the last round (iterative training), against the supervised baseline (round r0).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .errors import UserError
+from .pseudo_label import METHODS
+
+PAPER_VARIANTS = ("st", "st+ts", "cbst", "cbst+ts", "da+ts", "dars")
+
+
+@dataclass(frozen=True)
+class Variant:
+    method: str
+    temperature_scaling: bool
+
+    @classmethod
+    def parse(cls, text: str) -> "Variant":
+        method, _, suffix = text.strip().lower().partition("+")
+        if method not in METHODS or suffix not in ("", "ts"):
+            raise UserError(f"unknown variant {text!r}; use a method ({', '.join(METHODS)}) optionally with '+ts'")
+        return cls(method, suffix == "ts")
+
+    @property
+    def label(self) -> str:
+        return self.method.upper() + ("+TS" if self.temperature_scaling else "")
+
+    def experiment_name(self, seed: int) -> str:
+        return f"{self.method}{'-ts' if self.temperature_scaling else ''}-s{seed}"
+
+    def overrides(self, seed: int) -> list[str]:
+        """``dvc exp run -S`` arguments for this variant and seed."""
+        return ["-S", f"pseudo_label.method={self.method}",
+                "-S", f"pseudo_label.temperature_scaling={str(self.temperature_scaling).lower()}",
+                "-S", f"seed={seed}", "-S", f"pseudo_label.seed={seed}"]
+
+
+def metric_columns(record: dict, metrics_file: str) -> dict:
+    """The metrics of one ``metrics_file`` from a flat ``dvc.api.exp_show`` record."""
+    prefix = f"{metrics_file}:"
+    return {key[len(prefix):]: value for key, value in record.items() if key.startswith(prefix)}
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return mean, std
+
+
+def _cell(values: list[float | None], scale: float = 100.0) -> str:
+    present = [v * scale for v in values if isinstance(v, (int, float))]
+    if not present:
+        return "–"
+    mean, std = _mean_std(present)
+    return f"{mean:.1f}" if len(present) == 1 else f"{mean:.1f}±{std:.1f}"
+
+
+def format_table(title: str, rows: list[tuple[str, list[dict]]], class_names: list[str],
+                 baseline: list[dict]) -> str:
+    """A markdown table in the shape of the paper's Table 4.
+
+    ``rows`` pairs a label with one metrics dict per seed (keys ``iou.<class>``, ``tail_miou``, ``miou``);
+    ``baseline`` holds the supervised model's metrics per seed, for the gain column.
+    """
+    header = ["method", *[name[:6] for name in class_names], "tail mIoU", "mIoU", "gain"]
+    lines = [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    base_miou = [m.get("miou") for m in baseline if m.get("miou") is not None]
+    base_mean = _mean_std([v * 100 for v in base_miou])[0] if base_miou else None
+    for label, runs in [("supervised baseline", baseline), *rows]:
+        mious = [m.get("miou") for m in runs if m.get("miou") is not None]
+        gain = "–"
+        if mious and base_mean is not None and label != "supervised baseline":
+            gain = f"{_mean_std([v * 100 for v in mious])[0] - base_mean:+.1f}"
+        cells = [_cell([m.get(f"iou.{name}") for m in runs]) for name in class_names]
+        lines.append("| " + " | ".join([label, *cells, _cell([m.get("tail_miou") for m in runs]),
+                                         _cell(mious), gain]) + " |")
+    return "\n".join(lines) + "\n"

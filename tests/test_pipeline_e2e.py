@@ -1,0 +1,71 @@
+"""The real `dvc repro` on a tiny configuration: caching, selective reruns, experiments, determinism."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline_project import dvc, make_project, set_param
+
+pytestmark = pytest.mark.slow
+
+
+def dry_run_stages(root) -> list[str]:
+    """Stages `dvc repro` would run now (from `dvc repro --dry`)."""
+    out = dvc(root, "repro", "--dry").stdout
+    return sorted(line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage"))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = make_project(tmp_path_factory.mktemp("pipeline"))
+    dvc(root, "repro")
+    return root
+
+
+def test_full_pipeline_writes_every_round(project):
+    for round_name in ("r0", "r1", "r2"):
+        metrics = json.loads((project / "outputs" / round_name / "metrics.json").read_text())
+        assert 0.0 <= metrics["miou"] <= 1.0
+        assert "tail_miou" in metrics and "head_miou" in metrics
+    for round_name in ("r1", "r2"):
+        stats = json.loads((project / "outputs" / round_name / "pseudo_label_stats.json").read_text())
+        assert stats["method"] == "dars"
+        assert (project / "outputs" / round_name / "pseudo_labels.zarr").is_dir()
+    assert (project / "outputs" / "r0" / "train_log").is_dir()
+    assert not (project / ".dars_resume" / "r0").exists()
+
+
+def test_rerun_is_cached(project):
+    assert dry_run_stages(project) == []
+
+
+def test_evaluation_param_reruns_only_evaluation(project):
+    set_param(project, "evaluate.tail_share_threshold", 0.02)
+    try:
+        assert dry_run_stages(project) == ["evaluate@r1", "evaluate@r2", "evaluate_r0"]
+    finally:
+        set_param(project, "evaluate.tail_share_threshold", 0.01)
+
+
+def test_round2_labeling_ratio_reruns_only_round2(project):
+    set_param(project, "rounds.r2.labeling_ratio", 0.3)
+    try:
+        assert dry_run_stages(project) == ["evaluate@r2", "pseudo_label@r2", "train@r2"]
+    finally:
+        set_param(project, "rounds.r2.labeling_ratio", 0.5)
+
+
+def test_seeded_rerun_gives_identical_pseudo_labels(project):
+    lock_before = (project / "dvc.lock").read_text()
+    dvc(project, "repro", "--force", "--single-item", "pseudo_label@r1")
+    assert (project / "dvc.lock").read_text() == lock_before
+
+
+def test_experiment_compare(project):
+    dvc(project, "exp", "run", "-S", "pseudo_label.method=st", "-n", "st-run")
+    table = json.loads(dvc(project, "exp", "show", "--json").stdout)
+    text = json.dumps(table)
+    assert "st-run" in text
+    assert text.count("tail_miou") >= 2

@@ -1,0 +1,374 @@
+"""ST / CBST / DA / DARS pseudo-label rules: exact thresholds, counts, determinism, edge cases."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from pipeline_lib.confidence_histogram import ConfidenceHistogram
+from pipeline_lib.errors import UserError
+from pipeline_lib.pseudo_label import (
+    METHODS,
+    ClassThresholds,
+    assign_pseudo_labels,
+    compute_thresholds,
+    confidence_and_prediction,
+    pseudo_label_counts,
+    target_counts,
+    thresholds_by_sorting,
+    upsample_logits,
+    validate_labeling_ratio,
+)
+
+FAST = settings(max_examples=40, deadline=None)
+THRESHOLD_FIELDS = ("threshold", "keep_probability", "target_count", "above_threshold")
+# float16 bit patterns from 0.0625 to 1.0: 4097 distinct confidences, so small inputs can avoid ties.
+DISTINCT_CONFIDENCES = np.arange(0x2C00, 0x3C01, dtype=np.uint16).view(np.float16)
+
+
+def make_images(seed: int, num_classes: int, num_images: int, side: int, tie_levels: int | None,
+                class_weights: np.ndarray | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per-image float16 confidences and uint8 predictions.
+
+    ``tie_levels=None``: all confidences distinct (no ties anywhere); otherwise they take only that
+    many values, with 1.0 among them (as float16 saturation produces for confident pixels).
+    """
+    rng = np.random.default_rng(seed)
+    pixels = num_images * side * side
+    if tie_levels is None:
+        assert pixels <= DISTINCT_CONFIDENCES.size
+        pooled = rng.choice(DISTINCT_CONFIDENCES, pixels, replace=False)
+    else:
+        pooled = rng.choice(np.linspace(0.3, 1.0, tie_levels).astype(np.float16), pixels)
+    classes = rng.choice(num_classes, pixels, p=class_weights).astype(np.uint8)
+    shape = (num_images, side, side)
+    return list(pooled.reshape(shape)), list(classes.reshape(shape))
+
+
+def histogram_of(confidences, predictions, num_classes: int) -> ConfidenceHistogram:
+    histogram = ConfidenceHistogram(num_classes)
+    for confidence, prediction in zip(confidences, predictions):
+        histogram.add(confidence, prediction)
+    return histogram
+
+
+def label_all(confidences, predictions, thresholds: ClassThresholds, seed: int = 0) -> list[np.ndarray]:
+    return [assign_pseudo_labels(c, p, thresholds, seed, i) for i, (c, p) in enumerate(zip(confidences, predictions))]
+
+
+def ties_at(confidences, predictions, class_index: int | None, value: float) -> int:
+    conf = np.concatenate([c.ravel() for c in confidences]).astype(np.float64)
+    pred = np.concatenate([p.ravel() for p in predictions])
+    mask = conf == value
+    if class_index is not None:
+        mask &= pred == class_index
+    return int(np.count_nonzero(mask))
+
+
+shares_strategy = st.lists(st.floats(0.0, 1.0), min_size=2, max_size=5).filter(lambda s: sum(s) > 0.05)
+
+
+@FAST
+@given(shares=shares_strategy, seed=st.integers(0, 2**32 - 1), num_images=st.integers(1, 4),
+       side=st.integers(1, 12), ties=st.one_of(st.none(), st.integers(1, 6)),
+       ratio=st.floats(0.01, 1.0), method=st.sampled_from(METHODS))
+def test_histogram_thresholds_equal_sorting_exactly(shares, seed, num_images, side, ties, ratio, method):
+    confidences, predictions = make_images(seed, len(shares), num_images, side, ties)
+    streamed = compute_thresholds(histogram_of(confidences, predictions, len(shares)), method, ratio, shares)
+    sorted_ = thresholds_by_sorting(confidences, predictions, method, ratio, shares)
+    assert streamed.method == sorted_.method == method
+    for field in THRESHOLD_FIELDS:
+        np.testing.assert_array_equal(getattr(streamed, field), getattr(sorted_, field), err_msg=field)
+        assert getattr(streamed, field).shape == (len(shares),)
+    assert streamed.threshold.dtype == np.float32
+    assert streamed.keep_probability.dtype == np.float64
+    assert streamed.target_count.dtype == streamed.above_threshold.dtype == np.int64
+
+
+@FAST
+@given(shares=shares_strategy, seed=st.integers(0, 2**32 - 1), num_images=st.integers(1, 4),
+       side=st.integers(1, 12), ties=st.one_of(st.none(), st.integers(1, 6)),
+       ratio=st.floats(0.01, 1.0), method=st.sampled_from(METHODS))
+def test_labelled_fraction_is_alpha_up_to_the_stated_bounds(shares, seed, num_images, side, ties, ratio, method):
+    num_classes = len(shares)
+    confidences, predictions = make_images(seed, num_classes, num_images, side, ties)
+    thresholds = compute_thresholds(histogram_of(confidences, predictions, num_classes), method, ratio, shares)
+    labels = label_all(confidences, predictions, thresholds)
+    kept = pseudo_label_counts(labels, num_classes)
+    total = num_images * side * side
+    predicted = np.bincount(np.concatenate([p.ravel() for p in predictions]), minlength=num_classes)
+    wanted = np.floor(ratio * total * (1 + 1e-12))
+
+    if method == "st":
+        t = float(thresholds.threshold[0])
+        ties_at_t = ties_at(confidences, predictions, None, t) if np.isfinite(t) else 1
+        assert wanted <= kept.sum() <= wanted + ties_at_t - 1
+    for j in range(num_classes):
+        t = float(thresholds.threshold[j])
+        tied = ties_at(confidences, predictions, j, t) if np.isfinite(t) else 1
+        if method == "cbst":
+            assert thresholds.target_count[j] == np.floor(ratio * predicted[j] * (1 + 1e-12))
+            assert thresholds.target_count[j] <= kept[j] <= thresholds.target_count[j] + tied - 1
+        elif method == "da":
+            floor_ = min(thresholds.target_count[j], predicted[j])
+            assert floor_ <= kept[j] <= floor_ + tied - 1
+        elif method == "dars":
+            floor_ = min(thresholds.target_count[j], thresholds.above_threshold[j])
+            assert floor_ <= kept[j] <= floor_ + num_images - 1
+            assert kept[j] <= thresholds.above_threshold[j]
+    if method in ("da", "dars"):
+        # Σ floor(α f_j N) loses less than one pixel per class against α N.
+        assert wanted - num_classes < thresholds.target_count.sum() <= wanted
+    # Every kept pixel carries its predicted class; the rest is 255.
+    for label, prediction in zip(labels, predictions):
+        assert label.dtype == np.uint8 and label.shape == prediction.shape
+        assert np.all((label == 255) | (label == prediction))
+
+
+@FAST
+@given(shares=shares_strategy, seed=st.integers(0, 2**32 - 1), num_images=st.integers(1, 4),
+       side=st.integers(4, 12), fraction=st.floats(0.05, 1.0), ties=st.one_of(st.none(), st.integers(2, 5)))
+def test_da_and_dars_follow_the_labelled_class_shares(shares, seed, num_images, side, fraction, ties):
+    num_classes = len(shares)
+    confidences, predictions = make_images(seed, num_classes, num_images, side, ties)
+    total = num_images * side * side
+    normalised = np.asarray(shares) / np.sum(shares)
+    predicted = np.bincount(np.concatenate([p.ravel() for p in predictions]), minlength=num_classes)
+    # Choose α so that every class has at least as many predicted pixels as it should receive.
+    with np.errstate(divide="ignore", over="ignore"):
+        ratio = fraction * min(1.0, float(np.min(predicted / (normalised * total))))
+    assume(ratio * total >= 1)
+    histogram = histogram_of(confidences, predictions, num_classes)
+    expected = ratio * normalised * total
+    dars = compute_thresholds(histogram, "dars", ratio, shares)
+    kept_dars = pseudo_label_counts(label_all(confidences, predictions, dars), num_classes)
+    # Up to flooring n_j and the per-image flooring of the random drop.
+    assert np.all(kept_dars >= np.floor(expected * (1 + 1e-12)))
+    assert np.all(kept_dars < expected + num_images)
+    if ties is None:  # without ties DA hits n_j exactly too
+        da = compute_thresholds(histogram, "da", ratio, shares)
+        kept_da = pseudo_label_counts(label_all(confidences, predictions, da), num_classes)
+        np.testing.assert_array_equal(kept_da, da.target_count)
+        np.testing.assert_array_equal(kept_da, np.floor(expected * (1 + 1e-12)))
+
+
+@FAST
+@given(shares=shares_strategy, seed=st.integers(0, 2**32 - 1), num_images=st.integers(1, 4),
+       side=st.integers(1, 12), ties=st.one_of(st.none(), st.integers(1, 6)), ratio=st.floats(0.01, 1.0))
+def test_dars_equals_da_whenever_nothing_needs_dropping(shares, seed, num_images, side, ties, ratio):
+    confidences, predictions = make_images(seed, len(shares), num_images, side, ties)
+    histogram = histogram_of(confidences, predictions, len(shares))
+    da = compute_thresholds(histogram, "da", ratio, shares)
+    dars = compute_thresholds(histogram, "dars", ratio, shares)
+    np.testing.assert_array_equal(da.threshold, dars.threshold)
+    np.testing.assert_array_equal(da.above_threshold, dars.above_threshold)
+    if ties is None:  # no ties: ñ_j <= n_j, so s_j = 1 everywhere
+        assert np.all(dars.keep_probability == 1.0)
+    if np.all(dars.keep_probability == 1.0):
+        for a, b in zip(label_all(confidences, predictions, da), label_all(confidences, predictions, dars, seed=7)):
+            np.testing.assert_array_equal(a, b)
+
+
+def saturated_image(pixels: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """One image, one class, every confidence 1.0: DA keeps all of them, DARS must sample."""
+    return np.ones((1, pixels), np.float16), np.zeros((1, pixels), np.uint8)
+
+
+@pytest.mark.parametrize("pixels, ratio, target", [(1000, 0.3, 300), (10, 0.9, 9), (1000, 0.999, 999), (7, 0.5, 3)])
+def test_dars_keeps_exactly_the_target_in_one_image(pixels, ratio, target):
+    confidence, prediction = saturated_image(pixels)
+    histogram = histogram_of([confidence], [prediction], 1)
+    dars = compute_thresholds(histogram, "dars", ratio, np.array([1.0]))
+    assert dars.target_count[0] == target and dars.above_threshold[0] == pixels
+    assert dars.keep_probability[0] == pytest.approx(target / pixels)
+    label = assign_pseudo_labels(confidence, prediction, dars, seed=0, image_index=0)
+    # Exact: in float64, 10 * (1 - 0.9) = 0.9999999999999998 would floor to 0 dropped pixels.
+    assert np.count_nonzero(label == 0) == target
+    da = compute_thresholds(histogram, "da", ratio, np.array([1.0]))
+    assert np.count_nonzero(assign_pseudo_labels(confidence, prediction, da, 0, 0) == 0) == pixels
+
+
+def test_dars_sampling_is_seeded_by_seed_and_image_index():
+    confidence, prediction = saturated_image(1000)
+    dars = compute_thresholds(histogram_of([confidence], [prediction], 1), "dars", 0.5, np.array([1.0]))
+    first = assign_pseudo_labels(confidence, prediction, dars, seed=3, image_index=5)
+    np.testing.assert_array_equal(first, assign_pseudo_labels(confidence, prediction, dars, seed=3, image_index=5))
+    assert not np.array_equal(first, assign_pseudo_labels(confidence, prediction, dars, seed=4, image_index=5))
+    assert not np.array_equal(first, assign_pseudo_labels(confidence, prediction, dars, seed=3, image_index=6))
+    assert np.count_nonzero(first == 0) == 500
+
+
+def test_dars_result_does_not_depend_on_processing_order():
+    confidences, predictions = make_images(11, 3, 5, 10, tie_levels=3)
+    shares = np.array([0.5, 0.3, 0.2])
+    dars = compute_thresholds(histogram_of(confidences, predictions, 3), "dars", 0.4, shares)
+    assert np.any(dars.keep_probability < 1)
+    forward = label_all(confidences, predictions, dars, seed=1)
+    backward = {i: assign_pseudo_labels(confidences[i], predictions[i], dars, 1, i) for i in reversed(range(5))}
+    for i in range(5):
+        np.testing.assert_array_equal(forward[i], backward[i])
+
+
+def test_class_missing_from_labelled_set_or_predictions_keeps_nothing():
+    confidences, predictions = make_images(5, 3, 2, 8, tie_levels=None, class_weights=np.array([0.5, 0.5, 0.0]))
+    shares = np.array([0.0, 0.6, 0.4])  # class 0 absent from the labelled set, class 2 never predicted
+    histogram = histogram_of(confidences, predictions, 3)
+    with np.errstate(all="raise"):
+        for method in METHODS:
+            thresholds = compute_thresholds(histogram, method, 0.5, shares)
+            kept = pseudo_label_counts(label_all(confidences, predictions, thresholds), 3)
+            assert kept[2] == 0 and thresholds.above_threshold[2] == 0
+            assert np.all(np.isfinite(thresholds.keep_probability))
+            if method in ("da", "dars"):
+                assert thresholds.threshold[0] == np.inf and kept[0] == 0
+                assert thresholds.threshold[2] == np.inf and thresholds.keep_probability[2] == 1.0
+            if method == "cbst":
+                assert thresholds.threshold[2] == np.inf and kept[0] > 0
+
+
+def test_tiny_ratio_keeps_nothing_rather_than_failing():
+    confidences, predictions = make_images(2, 2, 1, 4, tie_levels=None)
+    histogram = histogram_of(confidences, predictions, 2)
+    for method in METHODS:  # α·N = 0.16 < 1 pixel
+        thresholds = compute_thresholds(histogram, method, 0.01, np.array([0.5, 0.5]))
+        assert np.all(thresholds.threshold == np.inf)
+        assert np.all(label_all(confidences, predictions, thresholds)[0] == 255)
+
+
+def test_st_uses_one_global_threshold_and_reports_per_class_counts():
+    confidences, predictions = make_images(9, 3, 2, 10, tie_levels=None)
+    st_ = compute_thresholds(histogram_of(confidences, predictions, 3), "st", 0.25, np.array([0.2, 0.3, 0.5]))
+    assert len(set(st_.threshold.tolist())) == 1
+    assert st_.above_threshold.sum() == 50  # no ties: exactly α·N
+    np.testing.assert_array_equal(st_.target_count, st_.above_threshold)
+    np.testing.assert_array_equal(st_.keep_probability, 1.0)
+
+
+def test_full_ratio_keeps_everything_for_st_and_cbst():
+    confidences, predictions = make_images(4, 3, 2, 6, tie_levels=4)
+    histogram = histogram_of(confidences, predictions, 3)
+    for method in ("st", "cbst"):
+        labels = label_all(confidences, predictions, compute_thresholds(histogram, method, 1.0, np.ones(3)))
+        assert not any(np.any(label == 255) for label in labels)
+
+
+def test_target_counts():
+    np.testing.assert_array_equal(target_counts(np.array([0.5, 0.25, 0.25, 0.0]), 0.2, 1000), [100, 50, 50, 0])
+    # Shares are renormalised over valid pixels, as the paper divides by the valid ratio.
+    np.testing.assert_array_equal(target_counts(np.array([0.3, 0.3]), 0.5, 100), [25, 25])
+    assert target_counts(np.array([1.0]), 0.29, 100)[0] == 29  # not 28 from 0.29*100 = 28.999999999999996
+    assert target_counts(np.array([1.0]), 0.29, 100).dtype == np.int64
+
+
+@pytest.mark.parametrize("bad", [0, 0.0, -0.1, 1.5, float("nan"), float("inf"), "abc", None, True])
+def test_invalid_labeling_ratio_is_refused_with_its_name_and_value(bad):
+    with pytest.raises(UserError, match="labeling_ratio") as info:
+        validate_labeling_ratio(bad)
+    assert repr(bad) in str(info.value)
+    histogram = histogram_of(*make_images(0, 2, 1, 2, None), 2)
+    with pytest.raises(UserError, match="labeling_ratio"):
+        compute_thresholds(histogram, "dars", bad, np.array([0.5, 0.5]))
+
+
+def test_valid_labeling_ratio_passes_through():
+    assert validate_labeling_ratio(1) == 1.0
+    assert validate_labeling_ratio(np.float32(0.5)) == 0.5
+
+
+def test_unknown_method_is_refused_listing_the_methods():
+    histogram = histogram_of(*make_images(0, 2, 1, 2, None), 2)
+    with pytest.raises(UserError, match="'bogus'.*st, cbst, da, dars"):
+        compute_thresholds(histogram, "bogus", 0.2, np.array([0.5, 0.5]))
+
+
+@pytest.mark.parametrize("shares, message", [
+    ([0.5, 0.5, 0.0], "3 classes"),
+    ([0.0, 0.0], "positive sum"),
+    ([-0.5, 1.5], "non-negative"),
+])
+def test_bad_labelled_shares_are_refused(shares, message):
+    histogram = histogram_of(*make_images(0, 2, 1, 2, None), 2)
+    with pytest.raises(UserError, match=message):
+        compute_thresholds(histogram, "da", 0.2, np.array(shares))
+
+
+def test_thresholds_round_trip_through_json():
+    confidences, predictions = make_images(3, 3, 2, 8, tie_levels=3)
+    thresholds = compute_thresholds(histogram_of(confidences, predictions, 3), "dars", 0.3, np.array([0.0, 0.5, 0.5]))
+    data = json.loads(json.dumps(thresholds.to_dict(["road", "car", "sky"]), allow_nan=False))
+    assert [row["name"] for row in data["classes"]] == ["road", "car", "sky"]
+    assert data["classes"][0]["threshold"] is None  # absent class: keeps nothing
+    back = ClassThresholds.from_dict(data)
+    assert back.method == "dars"
+    for field in THRESHOLD_FIELDS:
+        np.testing.assert_array_equal(getattr(back, field), getattr(thresholds, field))
+    with pytest.raises(ValueError):
+        thresholds.to_dict(["road"])
+
+
+def test_assign_checks_its_inputs():
+    thresholds = compute_thresholds(histogram_of(*make_images(0, 2, 1, 4, None), 2), "da", 0.5, np.ones(2))
+    with pytest.raises(ValueError, match="float16"):
+        assign_pseudo_labels(np.ones((2, 2), np.float32), np.zeros((2, 2), np.uint8), thresholds, 0, 0)
+    with pytest.raises(ValueError, match="0..1"):
+        assign_pseudo_labels(np.ones((2, 2), np.float16), np.full((2, 2), 2, np.uint8), thresholds, 0, 0)
+    with pytest.raises(ValueError, match="shape"):
+        assign_pseudo_labels(np.ones((2, 2), np.float16), np.zeros((2, 3), np.uint8), thresholds, 0, 0)
+
+
+def direct_softmax(logits: torch.Tensor, size: tuple[int, int], temperature: float) -> tuple[np.ndarray, np.ndarray]:
+    scaled = F.interpolate(logits[None].float(), size=size, mode="bilinear", align_corners=False)[0] / temperature
+    return torch.softmax(scaled, dim=0).max(dim=0).values.numpy().astype(np.float16), scaled.argmax(dim=0).numpy()
+
+
+@FAST
+@given(seed=st.integers(0, 2**31 - 1), num_classes=st.integers(1, 8), height=st.integers(1, 9),
+       width=st.integers(1, 9), scale=st.sampled_from([1, 2, 3]), temperature=st.sampled_from([1.0, 0.5, 2.5]),
+       dtype=st.sampled_from([torch.float32, torch.float16, torch.float64]), as_numpy=st.booleans())
+def test_confidence_and_prediction_match_a_direct_torch_computation(seed, num_classes, height, width, scale,
+                                                                    temperature, dtype, as_numpy):
+    generator = torch.Generator().manual_seed(seed)
+    logits = (torch.randn(num_classes, height, width, generator=generator) * 4).to(dtype)
+    size = (height * scale + (scale > 1), width * scale)
+    given_logits = logits.numpy().copy() if as_numpy else logits.clone()
+    confidence, prediction = confidence_and_prediction(given_logits, size, temperature)
+    expected_confidence, expected_prediction = direct_softmax(logits, size, temperature)
+    assert confidence.dtype == np.float16 and prediction.dtype == np.uint8
+    assert confidence.shape == prediction.shape == size
+    np.testing.assert_array_equal(prediction, expected_prediction)
+    # Same float32 maths in another order: equal up to one float16 rounding step.
+    np.testing.assert_allclose(confidence.astype(np.float32), expected_confidence.astype(np.float32),
+                               rtol=2**-10, atol=0)
+    # The caller's logits are never modified (the in-place softmax works on a copy).
+    if as_numpy:
+        np.testing.assert_array_equal(given_logits, logits.numpy())
+    else:
+        assert torch.equal(given_logits, logits)
+
+
+def test_confidence_and_prediction_accepts_read_only_arrays_and_refuses_bad_temperature():
+    logits = np.random.default_rng(0).normal(size=(3, 4, 5)).astype(np.float32)
+    logits.flags.writeable = False
+    confidence, prediction = confidence_and_prediction(logits, (4, 5))
+    assert np.all(confidence >= np.float16(1 / 3)) and np.all(confidence <= 1)
+    np.testing.assert_array_equal(prediction, logits.argmax(axis=0))
+    for bad in (0, -1.0, float("nan"), "hot"):
+        with pytest.raises(UserError, match="temperature"):
+            confidence_and_prediction(logits, (4, 5), bad)
+    assert upsample_logits(logits, (8, 10)).shape == (3, 8, 10)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_logits_give_the_cpu_result():
+    logits = torch.randn(4, 6, 7, generator=torch.Generator().manual_seed(0)) * 4
+    cpu_confidence, cpu_prediction = confidence_and_prediction(logits, (12, 14), 1.5)
+    gpu_confidence, gpu_prediction = confidence_and_prediction(logits.cuda(), (12, 14), 1.5)
+    np.testing.assert_array_equal(gpu_prediction, cpu_prediction)
+    np.testing.assert_allclose(gpu_confidence.astype(np.float32), cpu_confidence.astype(np.float32), rtol=2**-10)

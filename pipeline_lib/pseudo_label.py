@@ -30,11 +30,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .classes import IGNORE_INDEX
 from .confidence_histogram import ConfidenceHistogram
 from .errors import UserError
 
 METHODS: tuple[str, ...] = ("st", "cbst", "da", "dars")
-IGNORE_INDEX = 255
 # float64 products like 0.29 * 100 land just below the integer they mean (28.999999999999996);
 # a relative nudge far above rounding error (~1e-16) and far below one pixel in any real count
 # makes floor() give the intended 29.
@@ -300,7 +300,8 @@ def assign_pseudo_labels(confidence: np.ndarray, prediction: np.ndarray, thresho
     # Compare in float32: float16 confidences and float16-exact thresholds convert exactly.
     class_threshold = thresholds.threshold.astype(np.float32)[prediction]
     keep = confidence.astype(np.float32) >= class_threshold
-    pseudo = np.where(keep, prediction, IGNORE_INDEX).astype(np.uint8)
+    # C order so that ``reshape(-1)`` below is a view that writes through.
+    pseudo = np.where(keep, prediction, IGNORE_INDEX).astype(np.uint8, order="C")
 
     if thresholds.method == "dars":
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), int(image_index)])))

@@ -14,8 +14,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .classes import IGNORE_INDEX
 from .errors import UserError
-from .pseudo_label import IGNORE_INDEX, upsample_logits
+from .pseudo_label import upsample_logits
 
 MIN_TEMPERATURE = 0.05
 MAX_TEMPERATURE = 20.0
@@ -28,15 +29,17 @@ def sample_valid_pixels(logits: Sequence[np.ndarray], labels: Sequence[np.ndarra
     """(M, C) float32 upsampled logits and (M,) int64 labels of at most ``max_pixels`` valid pixels.
 
     Each image contributes in proportion to its valid pixels, drawn without replacement by a
-    generator seeded with (seed, image_index), so the sample is reproducible.
+    generator seeded with (seed, image_index), so the sample is reproducible. ``labels`` (and
+    ``logits``) may be lazy sequences: labels are read twice (to count, then to sample) rather than
+    all held in memory at once.
     """
     if len(logits) != len(labels):
         raise ValueError(f"{len(logits)} logits for {len(labels)} labels")
     if max_pixels < 1:
         raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
-    label_arrays = [np.asarray(label) for label in labels]
     valid_counts = []
-    for index, label in enumerate(label_arrays):
+    for index in range(len(labels)):
+        label = np.asarray(labels[index])
         if label.ndim != 2:
             raise ValueError(f"label {index} must be (H, W), got shape {label.shape}")
         valid_counts.append(int(np.count_nonzero(label != IGNORE_INDEX)))
@@ -45,24 +48,24 @@ def sample_valid_pixels(logits: Sequence[np.ndarray], labels: Sequence[np.ndarra
         raise UserError("temperature fitting needs labelled pixels, but every label pixel is 255 (ignore)")
 
     sampled_logits, sampled_labels = [], []
-    for index, (image_logits, label) in enumerate(zip(logits, label_arrays)):
-        valid = valid_counts[index]
+    for index, valid in enumerate(valid_counts):
         quota = valid if total_valid <= max_pixels else (max_pixels * valid) // total_valid
         if quota == 0:
             continue
-        upsampled = upsample_logits(image_logits, label.shape)
+        label = np.asarray(labels[index])
+        upsampled = upsample_logits(logits[index], label.shape)
         num_classes = upsampled.shape[0]
         flat_label = label.reshape(-1).astype(np.int64)
         positions = np.flatnonzero(flat_label != IGNORE_INDEX)
+        if int(flat_label[positions].max()) >= num_classes:
+            raise ValueError(f"label {index} has value {int(flat_label[positions].max())} but the logits "
+                             f"have {num_classes} classes")
         if quota < positions.size:
             rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), index])))
             positions = positions[np.sort(rng.choice(positions.size, size=quota, replace=False))]
-        targets = flat_label[positions]
-        if targets.max() >= num_classes:
-            raise ValueError(f"label {index} has value {int(targets.max())} but the logits have {num_classes} classes")
         index_tensor = torch.from_numpy(positions).to(upsampled.device)
         sampled_logits.append(upsampled.reshape(num_classes, -1)[:, index_tensor].T.contiguous().cpu())
-        sampled_labels.append(torch.from_numpy(targets))
+        sampled_labels.append(torch.from_numpy(flat_label[positions]))
     return torch.cat(sampled_logits), torch.cat(sampled_labels)
 
 
@@ -124,6 +127,9 @@ def minimise_nll(logits: torch.Tensor, labels: torch.Tensor) -> float:
 def fit_temperature(logits: Sequence[np.ndarray], labels: Sequence[np.ndarray], max_pixels: int = 2_000_000,
                     seed: int = 0) -> float:
     """The temperature T minimising the NLL of softmax(logits / T) on labelled pixels.
+
+    Fit it on images the model was not trained on where possible: on its own training images a
+    model is over-confident by less than on unseen ones, so T comes out too low.
 
     ``logits`` are per image (C, h, w) at the model's native stride, upsampled to their label's
     (H, W) like pseudo-labelling does; ``labels`` are (H, W) with 255 = ignore. At most

@@ -205,6 +205,14 @@ def test_dars_sampling_is_seeded_by_seed_and_image_index():
     assert np.count_nonzero(first == 0) == 500
 
 
+def test_dars_drops_pixels_in_fortran_ordered_and_transposed_inputs():
+    confidence, prediction = np.ones((20, 30), np.float16), np.zeros((20, 30), np.uint8)
+    dars = compute_thresholds(histogram_of([confidence], [prediction], 1), "dars", 0.5, np.array([1.0]))
+    for conf, pred in ((np.asfortranarray(confidence), np.asfortranarray(prediction)), (confidence.T, prediction.T)):
+        label = assign_pseudo_labels(conf, pred, dars, seed=0, image_index=0)
+        assert label.shape == pred.shape and np.count_nonzero(label == 0) == 300
+
+
 def test_dars_result_does_not_depend_on_processing_order():
     confidences, predictions = make_images(11, 3, 5, 10, tie_levels=3)
     shares = np.array([0.5, 0.3, 0.2])

@@ -90,3 +90,25 @@ def test_fit_refuses_labels_without_valid_pixels_and_mismatched_inputs():
     bad[0, 0] = NUM_CLASSES
     with pytest.raises(ValueError, match="classes"):
         fit_temperature(logits[:1], [bad])
+
+
+class LazyLabels:
+    """A sequence that builds each label on access, like labels read from disk one at a time."""
+
+    def __init__(self, labels: list[np.ndarray]) -> None:
+        self.labels = labels
+        self.reads = 0
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        self.reads += 1
+        return self.labels[index].copy()
+
+
+def test_lazy_label_sequences_give_the_same_fit():
+    logits, labels = calibrated_data(num_images=3)
+    lazy = LazyLabels(labels)
+    assert fit_temperature(logits, lazy, max_pixels=5000) == fit_temperature(logits, labels, max_pixels=5000)
+    assert lazy.reads == 2 * len(labels)  # counted once, sampled once

@@ -8,6 +8,7 @@ from . import reports_user_errors
 from .ablation import app as ablation_app
 from .evaluate import evaluate
 from .infer import infer
+from .inspect import inspect
 from .prepare import prepare
 from .pseudo_label import pseudo_label
 from .train import train
@@ -23,7 +24,7 @@ app = typer.Typer(
 )
 
 for name, command in (("prepare", prepare), ("train", train), ("evaluate", evaluate), ("infer", infer),
-                      ("pseudo-label", pseudo_label)):
+                      ("pseudo-label", pseudo_label), ("inspect", inspect)):
     app.command(name)(reports_user_errors(command))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +42,9 @@ def pseudo_label(
         labeled = read_split(prepared, "labeled", spec)
         store = LogitsStore.open(paths.labeled_logits, expect_classes=class_names,
                                  expect_image_ids=[s.id for s in labeled])
-        temperature = fit_temperature([store.logits(i) for i in range(len(store))],
-                                      [load_label(s.label, spec) for s in labeled])
+        # Lazy sequences: one image's logits and label in memory at a time.
+        temperature = fit_temperature(LazySequence(len(store), store.logits),
+                                      LazySequence(len(labeled), lambda i: load_label(labeled[i].label, spec)))
         typer.echo(f"fitted temperature T = {temperature:.4f} on {len(labeled)} labelled images")
 
     unlabeled = {s.id: s for s in read_split(prepared, "unlabeled", spec)}
@@ -59,6 +61,21 @@ def pseudo_label(
         workers=p.get("pseudo_label.workers", int, positive))
     typer.echo(f"{round_name}: {method} labelled {stats['fraction_labeled']:.3f} of pixels, "
                f"KL(labelled‖pseudo) = {stats['kl_divergence']:.4f} → {paths.pseudo_labels}")
+
+
+class LazySequence(Sequence):
+    """``items[i]`` computed on access, so a long list of arrays never sits in memory at once."""
+
+    def __init__(self, length: int, item: Callable[[int], np.ndarray]) -> None:
+        self.length, self.item = length, item
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        return self.item(index)
 
 
 if __name__ == "__main__":

@@ -114,7 +114,9 @@ class Window:
 
 
 def _pixel_range(lo: float, hi: float, size: int) -> tuple[int, int]:
-    return max(0, math.floor(lo)), min(size, math.ceil(hi))
+    """The pixels whose centres (i + 0.5) lie in [lo, hi]: shapes are sampled at pixel centres, which keeps
+    their expected area exact at any resolution (a 0.4 px wide pole shows in 40% of the columns)."""
+    return max(0, math.ceil(lo - 0.5)), min(size, math.floor(hi - 0.5) + 1)
 
 
 def billboard(cam: Camera, lateral: float, depth: float, u0: float, u1: float, b0: float, b1: float
@@ -219,6 +221,9 @@ def value_noise(lattice: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray
     return top * (1 - tv) + bottom * tv
 
 
+EVERYWHERE = np.ones((1, 1), bool)  # a mask that broadcasts over any window
+
+
 def segment_mask(u: np.ndarray, b: np.ndarray, p: tuple[float, float], q: tuple[float, float],
                  radius: float) -> np.ndarray:
     """Pixels within ``radius`` of the segment p-q (a limb, a bicycle tube)."""
@@ -303,13 +308,13 @@ def sample_camera(rng: np.random.Generator, height: int, width: int) -> Camera:
 
 
 def sample_street(rng: np.random.Generator) -> Street:
-    road = (rng.uniform(3.0, 8.0), rng.uniform(2.0, 6.0))
+    road = (rng.uniform(3.0, 7.0), rng.uniform(2.0, 5.0))
     if rng.random() < 0.5:
         road = road[::-1]
     verge = tuple(float(rng.uniform(1.0, 2.5)) if rng.random() < 0.12 else 0.0 for _ in range(2))
-    sidewalk = (rng.uniform(3.0, 7.5), rng.uniform(3.0, 7.5))
-    terrain = tuple(float(rng.uniform(2.5, 7.0)) if rng.random() < 0.55 else 0.0 for _ in range(2))
-    extra = rng.uniform(0.5, 3.5, 2)
+    sidewalk = (rng.uniform(3.0, 7.0), rng.uniform(3.0, 7.0))
+    terrain = tuple(float(rng.uniform(2.5, 7.0)) if rng.random() < 0.5 else 0.0 for _ in range(2))
+    extra = rng.uniform(0.3, 3.0, 2)
     facade = tuple(road[i] + verge[i] + sidewalk[i] + terrain[i] + extra[i] for i in range(2))
     has_backdrop = bool(rng.random() < 0.8)
     far_depth = rng.uniform(45.0, 160.0) if has_backdrop else 400.0
@@ -460,7 +465,7 @@ def draw_facades(canvas: Canvas, street: Street, rng: np.random.Generator) -> No
         z_near = 0.98 * cam.focal * distance / edge_offset
         if z_near >= street.far_depth:
             continue
-        row = sample_facade_row(rng, z_near, street.far_depth, (6.0, 24.0), 0.22, (12.0, 34.0))
+        row = sample_facade_row(rng, z_near, street.far_depth, (6.0, 24.0), 0.2, (15.0, 40.0))
         win = side_plane(cam, side * distance, z_near, street.far_depth, 0.0, float(row.height.max()) + 4.0)
         if win is not None:
             paint_facade_row(canvas, win, win.u + z_near, row)
@@ -525,11 +530,11 @@ def draw_tree(canvas: Canvas, rng: np.random.Generator, lateral: float, depth: f
 def draw_pole(canvas: Canvas, rng: np.random.Generator, lateral: float, depth: float, furniture: str) -> None:
     """A pole, optionally carrying a traffic sign or a traffic light (the paint of each is its own class)."""
     height = rng.uniform(3.0, 4.2) if furniture != "none" else rng.uniform(4.0, 9.0)
-    width = rng.uniform(0.1, 0.22)
+    width = rng.uniform(0.13, 0.3)
     win = billboard(canvas.cam, lateral, depth, -width / 2, width / 2, 0.0, height)
     if win is not None:
         metal = jitter(rng, (118, 120, 122), 0.25)
-        canvas.paint(win, np.ones(win.shape, bool), shade(metal, 1 - 0.25 * np.abs(win.u) / width), POLE)
+        canvas.paint(win, EVERYWHERE, shade(metal, 1 - 0.25 * np.abs(win.u) / width), POLE)
     if furniture == "sign":
         draw_sign(canvas, rng, lateral, depth - 0.05, height - rng.uniform(0.1, 1.0))
     elif furniture == "light":
@@ -554,7 +559,7 @@ def draw_sign(canvas: Canvas, rng: np.random.Generator, lateral: float, depth: f
         inner = (b >= -0.7 * half) & (np.abs(u) <= (0.6 * half - b) / 1.732)
         fill, rim = white, red
     else:
-        face = np.ones((1, 1), bool) & (np.abs(b) <= 0.7 * half)
+        face = EVERYWHERE & (np.abs(b) <= 0.7 * half)
         inner = (np.abs(u) <= 0.85 * half) & (np.abs(b) <= 0.55 * half)
         fill = jitter(rng, pick(rng, ((30, 76, 160), (226, 188, 40), (226, 226, 222), (30, 110, 60))), 0.1)
         rim = white
@@ -563,7 +568,7 @@ def draw_sign(canvas: Canvas, rng: np.random.Generator, lateral: float, depth: f
 
 
 def draw_traffic_light(canvas: Canvas, rng: np.random.Generator, lateral: float, depth: float, top: float) -> None:
-    width, height = rng.uniform(0.32, 0.45), rng.uniform(0.9, 1.2)
+    width, height = rng.uniform(0.35, 0.5), rng.uniform(1.0, 1.3)
     win = billboard(canvas.cam, lateral, depth, -width / 2, width / 2, top - height, top)
     if win is None:
         return
@@ -575,7 +580,7 @@ def draw_traffic_light(canvas: Canvas, rng: np.random.Generator, lateral: float,
             center = (0.0, top - height * (0.2 + 0.3 * lamp))
             glow = np.asarray(rgb, np.float32) * (1.0 if lamp == lit else 0.25)
             color[np.broadcast_to(disk_mask(win.u, win.b, center, 0.3 * width), win.shape)] = glow
-    canvas.paint(win, np.ones(win.shape, bool), color, TRAFFIC_LIGHT)
+    canvas.paint(win, EVERYWHERE, color, TRAFFIC_LIGHT)
 
 
 @dataclass(frozen=True)
@@ -802,11 +807,11 @@ def paint_vehicle_end(canvas: Canvas, rng: np.random.Generator, win: Window, kin
 
 def draw_clutter(canvas: Canvas, rng: np.random.Generator, lateral: float, depth: float) -> None:
     """Unlabelled street furniture (bins, boxes, advertising pillars): ignore, like Cityscapes' void classes."""
-    width, height = (rng.uniform(0.4, 0.8), rng.uniform(0.6, 1.2)) if rng.random() < 0.7 else (1.2, rng.uniform(2.4, 3.0))
+    width, height = (rng.uniform(0.4, 0.8), rng.uniform(0.6, 1.2)) if rng.random() < 0.7 else (1.0, rng.uniform(2.2, 2.8))
     win = billboard(canvas.cam, lateral, depth, -width / 2, width / 2, 0.0, height)
     if win is not None:
         color = jitter(rng, rng.uniform(40, 200, 3), 0.1)
-        canvas.paint(win, np.ones(win.shape, bool), shade(color, 1 - 0.3 * np.abs(win.u) / width), IGNORE)
+        canvas.paint(win, EVERYWHERE, shade(color, 1 - 0.3 * np.abs(win.u) / width), IGNORE)
 
 
 def draw_ego_vehicle(canvas: Canvas, rng: np.random.Generator) -> None:
@@ -873,32 +878,32 @@ def sample_objects(rng: np.random.Generator, cam: Camera, street: Street) -> tup
         # Poles along the kerb: lamp posts, sign posts, traffic lights.
         if rng.random() < 0.9:
             depth = rng.uniform(0.5, 1.5) * near
-            spacing = rng.uniform(10.0, 26.0)
+            spacing = rng.uniform(9.0, 22.0)
             while depth < far:
-                furniture = rng.choice(["none", "sign", "light"], p=[0.3, 0.47, 0.23])
+                furniture = rng.choice(["none", "sign", "light"], p=[0.28, 0.45, 0.27])
                 objects.append((depth, draw_pole, (rng, side * (street.road[i] + rng.uniform(0.3, 0.6)), depth, furniture)))
                 depth += spacing * rng.uniform(0.7, 1.3)
         # Parked cars along the kerb.
-        if rng.random() < 0.25:
+        if rng.random() < 0.22:
             depth = rng.uniform(0.6, 1.6) * near
             while depth < far:
                 if rng.random() < 0.85:
                     objects.append((depth, draw_vehicle, (rng, CAR, side * (street.road[i] - 1.1), depth, False)))
                 depth += rng.uniform(5.0, 8.0)
         # Walls, fences and hedges between the pavement and the façade.
-        for kind, p in ((WALL, 0.4), (FENCE, 0.65), (VEGETATION, 0.2)):
+        for kind, p in ((WALL, 0.45), (FENCE, 0.7), (VEGETATION, 0.2)):
             if rng.random() < p:
                 z0 = rng.uniform(0.5, 2.0) * near
                 lateral = side * rng.uniform(street.pavement_end(side), street.facade[i])
                 height = rng.uniform(1.0, 3.0) if kind != FENCE else rng.uniform(1.0, 2.4)
                 objects.append((BARRIER_ORDER + abs(lateral), draw_barrier, (rng, kind, lateral, z0, z0 + rng.uniform(8.0, 40.0), height)))
 
-    for _ in range(rng.poisson(rng.gamma(0.8, 1.25))):  # moving traffic
+    for _ in range(rng.poisson(rng.gamma(0.8, 1.0))):  # moving traffic
         depth = log_uniform(rng, 0.9 * near, far)
         lateral = lane_lateral(rng, street)
         objects.append((depth, draw_vehicle, (rng, CAR, lateral, depth, lateral < -0.5 and rng.random() < 0.7)))
     rails = []
-    for kind, p, nearest in ((TRUCK, 0.12, 3.0), (BUS, 0.08, 2.5), (TRAIN, 0.05, 2.0)):
+    for kind, p, nearest in ((TRUCK, 0.14, 3.0), (BUS, 0.08, 2.5), (TRAIN, 0.05, 2.0)):
         if rng.random() < p:  # rare and, like in real data, seldom right in front of the camera
             depth = log_uniform(rng, nearest * near, 80.0)
             lateral = lane_lateral(rng, street)
@@ -906,12 +911,12 @@ def sample_objects(rng: np.random.Generator, cam: Camera, street: Street) -> tup
                 rails.append(lateral)
             objects.append((depth, draw_vehicle, (rng, kind, lateral, depth, lateral < -0.5 and rng.random() < 0.7)))
 
-    for _ in range(rng.poisson(rng.gamma(0.8, 8.0))):  # pedestrians, in small groups on the sidewalks
+    for _ in range(rng.poisson(rng.gamma(0.8, 7.5))):  # pedestrians, in small groups on the sidewalks
         depth = log_uniform(rng, 0.9 * near, far)
         side = 1 if rng.random() < 0.5 else -1
         lateral = sidewalk_lateral(rng, street, side) if rng.random() < 0.85 else rng.uniform(-street.road[0], street.road[1])
         objects.append((depth, draw_person, (rng, lateral, depth)))
-    if rng.random() < 0.25:  # riders on the road near the kerb
+    if rng.random() < 0.22:  # riders on the road near the kerb
         for _ in range(1 + rng.poisson(0.4)):
             depth = log_uniform(rng, 0.9 * near, far)
             side = 1 if rng.random() < 0.5 else -1
@@ -923,13 +928,13 @@ def sample_objects(rng: np.random.Generator, cam: Camera, street: Street) -> tup
         lateral = sidewalk_lateral(rng, street, side)
         for k in range(1 + rng.poisson(2.5)):
             objects.append((depth + 0.8 * k, draw_two_wheeler, (rng, lateral + rng.uniform(-0.3, 0.3), depth + 0.8 * k, False, False)))
-    if rng.random() < 0.08:  # parked motorcycles
+    if rng.random() < 0.1:  # parked motorcycles
         depth = log_uniform(rng, 0.9 * near, far)
         side = 1 if rng.random() < 0.5 else -1
         objects.append((depth, draw_two_wheeler, (rng, sidewalk_lateral(rng, street, side), depth, True, False)))
     if rng.random() < 0.35:
         for _ in range(1 + rng.poisson(0.8)):
-            depth = log_uniform(rng, 1.5 * near, far)
+            depth = log_uniform(rng, 2.5 * near, far)
             side = 1 if rng.random() < 0.5 else -1
             objects.append((depth, draw_clutter, (rng, sidewalk_lateral(rng, street, side), depth)))
     return objects, rails

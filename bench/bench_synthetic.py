@@ -64,8 +64,9 @@ def main() -> None:
     block_shares = np.stack([b / b.sum() for b in blocks]) if len(blocks) > 1 else None
     present = (histograms[:, :classes] > 0).mean(0)
     valid = histograms[:, :classes].sum(1) / histograms.sum(1)
-    print(f"\n{args.images} images of {size[0]}x{size[1]}, seed {args.seed}: ignore share "
-          f"{1 - histograms[:, :classes].sum() / histograms.sum():.4f}, lowest valid share in an image {valid.min():.3f}")
+    ignored = 1 - histograms[:, :classes].sum() / histograms.sum()
+    print(f"\n{args.images} images of {size[0]}x{size[1]}, seed {args.seed}: ignore share {ignored:.4f}, "
+          f"lowest valid share in an image {valid.min():.3f}")
     header = f"{'class':14s} {'target%':>8s} {'got%':>7s} {'ratio':>6s}"
     if block_shares is not None:
         header += f" {'sd' + str(args.block) + ' pp':>9s} {'rel':>5s}"

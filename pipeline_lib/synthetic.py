@@ -23,7 +23,7 @@ their head-class neighbours, with weaker cues that still separate them:
 * motorcycle ~ bicycle, traffic sign / light ~ pole: attached to or shaped like each other.
 
 Per-instance colour jitter, per-image lighting (gain, contrast, colour cast), cast shadows, blur
-and Gaussian noise make colour alone insufficient. A third of the images have an ego-vehicle
+and Gaussian noise make colour alone insufficient. 30 % of the images have an ego-vehicle
 bonnet at the bottom and some have unlabelled street clutter, both labelled 255 (ignore).
 
 Image ``i`` depends only on ``(seed, i)``, so any subset can be generated in any order.
@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -192,12 +193,12 @@ class Canvas:
 
 
 NOISE_CELLS = 64  # lattice cells per period of the noise texture
-NOISE_SUBSTEPS = 8  # texels per lattice cell
+NOISE_SUBSTEPS = 16  # texels per lattice cell
 
 
 @functools.cache
 def noise_texture() -> np.ndarray:
-    """A fixed, periodic, smooth noise texture (512 x 512 texels), normalised to unit std."""
+    """A fixed, periodic, smooth noise texture (1024 x 1024 texels), normalised to unit std."""
     lattice = np.random.default_rng(2021).standard_normal((NOISE_CELLS, NOISE_CELLS)).astype(np.float32)
     t = (np.arange(NOISE_CELLS * NOISE_SUBSTEPS, dtype=np.float32) + 0.5) / NOISE_SUBSTEPS
     texture = value_noise(lattice, t[None, :], t[:, None])
@@ -312,7 +313,7 @@ def sample_street(rng: np.random.Generator) -> Street:
     if rng.random() < 0.5:
         road = road[::-1]
     verge = tuple(float(rng.uniform(1.0, 2.5)) if rng.random() < 0.12 else 0.0 for _ in range(2))
-    sidewalk = (rng.uniform(3.0, 7.0), rng.uniform(3.0, 7.0))
+    sidewalk = (rng.uniform(3.0, 6.5), rng.uniform(3.0, 6.5))
     terrain = tuple(float(rng.uniform(2.5, 7.0)) if rng.random() < 0.5 else 0.0 for _ in range(2))
     extra = rng.uniform(0.3, 3.0, 2)
     facade = tuple(road[i] + verge[i] + sidewalk[i] + terrain[i] + extra[i] for i in range(2))
@@ -374,7 +375,8 @@ def draw_ground(canvas: Canvas, street: Street, rng: np.random.Generator, rails:
     tile = rng.uniform(0.3, 0.8)
     joints = ((lateral % tile) < 0.05) | ((depth % tile) < 0.05)
     kerb = (np.abs(lateral - left) < 0.2) | (np.abs(lateral - right) < 0.2)
-    factor[sidewalk] = (1 + 0.05 * grain[sidewalk]) * np.where(joints[sidewalk], 0.84, 1.0) * np.where(kerb[sidewalk], 1.18, 1.0)
+    factor[sidewalk] = ((1 + 0.05 * grain[sidewalk]) * np.where(joints[sidewalk], 0.84, 1.0)
+                        * np.where(kerb[sidewalk], 1.18, 1.0))
     # Grass: a finer, stronger grain.
     depth_full = np.broadcast_to(depth, road.shape)
     factor[terrain] = 1 + 0.15 * canvas.noise(lateral[terrain] / 0.05 + 3.3, depth_full[terrain] / 0.05 + 5.1)
@@ -476,7 +478,7 @@ def draw_backdrop(canvas: Canvas, street: Street, rng: np.random.Generator) -> N
     if not street.has_backdrop:
         return
     u0, u1 = -street.facade[0] - 8.0, street.facade[1] + 8.0
-    row = sample_facade_row(rng, u0, u1, (4.0, 16.0), 0.3, (10.0, 32.0))
+    row = sample_facade_row(rng, u0, u1, (4.0, 16.0), 0.3, (8.0, 28.0))
     win = billboard(canvas.cam, 0.0, street.far_depth, u0, u1, 0.0, float(row.height.max()) + 4.0)
     if win is not None:
         paint_facade_row(canvas, win, win.u, row)
@@ -519,7 +521,7 @@ def draw_tree(canvas: Canvas, rng: np.random.Generator, lateral: float, depth: f
         return
     u, b = win.u, win.b
     offset = rng.uniform(0, 64)
-    ragged = 0.27 * canvas.smooth_noise(u / 0.6 + offset, b / 0.6)
+    ragged = 0.27 * canvas.noise(u / 0.6 + offset, b / 0.6)
     crown = (u / radius) ** 2 + ((b - center) / half_height) ** 2 + ragged < 1.0
     trunk = (np.abs(u) < rng.uniform(0.09, 0.2)) & (b < center)
     canvas.paint(win, trunk, jitter(rng, (84, 72, 60), 0.15), VEGETATION)
@@ -549,7 +551,8 @@ def draw_sign(canvas: Canvas, rng: np.random.Generator, lateral: float, depth: f
         return
     u, b = win.u, win.b - (top - size / 2)  # centred coordinates
     half = size / 2
-    white, red, blue = jitter(rng, (226, 226, 222), 0.06), jitter(rng, (190, 32, 36), 0.1), jitter(rng, (30, 76, 160), 0.1)
+    white, red = jitter(rng, (226, 226, 222), 0.06), jitter(rng, (190, 32, 36), 0.1)
+    blue = jitter(rng, (30, 76, 160), 0.1)
     if shape == "disk":
         face = u ** 2 + b ** 2 <= half ** 2
         inner = u ** 2 + b ** 2 <= (0.75 * half) ** 2
@@ -683,7 +686,8 @@ def draw_two_wheeler(canvas: Canvas, rng: np.random.Generator, lateral: float, d
     hand = (bar[0] * direction, bar[1])
     foot = (pedal[0] * direction, pedal[1])
     joints = {"head": head, "neck": neck, "hip": saddle_top, "hip2": saddle_top, "knee": knee, "foot": foot,
-              "knee2": (knee[0] - direction * 0.08, knee[1] - 0.05), "foot2": (foot[0] - direction * 0.15, foot[1] + 0.05),
+              "knee2": (knee[0] - direction * 0.08, knee[1] - 0.05),
+              "foot2": (foot[0] - direction * 0.15, foot[1] + 0.05),
               "shoulder": (neck[0], neck[1] - 0.05), "hand": hand, "shoulder2": (neck[0], neck[1] - 0.05),
               "hand2": (hand[0] - direction * 0.05, hand[1] - 0.03)}
     draw_body(canvas, win, sample_outfit(rng, helmet=motor or rng.random() < 0.3), RIDER, joints, limb=0.065)
@@ -724,8 +728,9 @@ def paint_vehicle_side(canvas: Canvas, rng: np.random.Generator, win: Window, ki
     if kind == CAR:
         waist = 0.6 * height
         body = (u >= 0.05) & (u <= length - 0.05) & (b >= 0.28) & (b <= waist)
-        cabin = (b > waist) & (b <= height) & (u > 0.22 * length + 0.8 * (b - waist)) & (u < 0.82 * length - 1.2 * (b - waist))
-        windows = cabin & (b < height - 0.06) & (u > 0.25 * length + 0.8 * (b - waist)) & (u < 0.79 * length - 1.2 * (b - waist))
+        rise = b - waist  # the pillars slant: the cabin narrows upwards
+        cabin = (b > waist) & (b <= height) & (u > 0.22 * length + 0.8 * rise) & (u < 0.82 * length - 1.2 * rise)
+        windows = cabin & (b < height - 0.06) & (u > 0.25 * length + 0.8 * rise) & (u < 0.79 * length - 1.2 * rise)
         canvas.paint(win, body | cabin, paint, CAR)
         canvas.paint(win, windows, reflection, CAR)
         wheel_at, wheel_r = (0.18 * length, 0.8 * length), 0.33
@@ -743,7 +748,8 @@ def paint_vehicle_side(canvas: Canvas, rng: np.random.Generator, win: Window, ki
     elif kind == BUS:  # a long band of windows, doors
         pillar = rng.uniform(1.2, 1.6)
         band = (b >= 1.25) & (b <= height - 0.35) & ((u % pillar) > 0.16)
-        doors = ((np.abs(u - 0.2 * length) < 0.6) | (np.abs(u - 0.55 * length) < 0.6)) & (b >= 0.35) & (b <= height - 0.35)
+        doors = (((np.abs(u - 0.2 * length) < 0.6) | (np.abs(u - 0.55 * length) < 0.6))
+                 & (b >= 0.35) & (b <= height - 0.35))
         canvas.paint(win, b >= 0.3, paint, BUS)
         canvas.paint(win, band | doors, reflection, BUS)
         wheel_at, wheel_r = (0.15 * length, 0.75 * length), 0.5
@@ -775,7 +781,8 @@ def paint_vehicle_end(canvas: Canvas, rng: np.random.Generator, win: Window, kin
         inset = (b - waist) / (height - waist) * 0.3 * width
         body = box_mask(u, b, -half, half, 0.28, waist) & ~((np.abs(u) > half - 0.08) & (b > waist - 0.08))
         cabin = (b > waist) & (b <= height) & (np.abs(u) <= half - 0.08 - inset)
-        screen = cabin & (b < height - 0.06) & (np.abs(u) <= half - 0.16 - inset) & (b > waist + (0.04 if facing_us else 0.1))
+        sill = waist + (0.04 if facing_us else 0.1)  # windscreens reach lower than rear windows
+        screen = cabin & (b < height - 0.06) & (np.abs(u) <= half - 0.16 - inset) & (b > sill)
         wheels = (np.abs(u) >= half - 0.3) & (np.abs(u) <= half - 0.05) & (b < 0.3)
         canvas.paint(win, wheels, dark, CAR)
         canvas.paint(win, body | cabin, paint, CAR)
@@ -807,7 +814,10 @@ def paint_vehicle_end(canvas: Canvas, rng: np.random.Generator, win: Window, kin
 
 def draw_clutter(canvas: Canvas, rng: np.random.Generator, lateral: float, depth: float) -> None:
     """Unlabelled street furniture (bins, boxes, advertising pillars): ignore, like Cityscapes' void classes."""
-    width, height = (rng.uniform(0.4, 0.8), rng.uniform(0.6, 1.2)) if rng.random() < 0.7 else (1.0, rng.uniform(2.2, 2.8))
+    if rng.random() < 0.7:
+        width, height = rng.uniform(0.4, 0.8), rng.uniform(0.6, 1.2)
+    else:
+        width, height = 1.0, rng.uniform(2.2, 2.8)
     win = billboard(canvas.cam, lateral, depth, -width / 2, width / 2, 0.0, height)
     if win is not None:
         color = jitter(rng, rng.uniform(40, 200, 3), 0.1)
@@ -846,98 +856,108 @@ def lane_lateral(rng: np.random.Generator, street: Street) -> float:
     return float(lanes[rng.integers(len(lanes))]) if lanes else 0.0
 
 
+# A placed object: (depth for the far-to-near drawing order, draw function, its arguments after the canvas).
+Placed = tuple[float, Callable[..., None], tuple]
+
 # Barriers stand behind everything on the pavement: sort them before (farther than) all objects.
 BARRIER_ORDER = 1e6
 
 
-def sample_objects(rng: np.random.Generator, cam: Camera, street: Street) -> tuple[list, list[float]]:
-    """(depth, draw function, arguments) for every upright object, plus the laterals of tram tracks.
+def random_side(rng: np.random.Generator) -> int:
+    return 1 if rng.random() < 0.5 else -1
 
-    The rates below set how often each family appears; together with the object sizes (metres) they
-    were calibrated (bench/bench_synthetic.py) so that average pixel shares follow Cityscapes.
+
+def place_kerbside(rng: np.random.Generator, street: Street, near: float, far: float, side: int) -> list[Placed]:
+    """Rows of trees, poles (lamps, signs, traffic lights) and parked cars; walls, fences, hedges."""
+    i = int(side > 0)
+    placed: list[Placed] = []
+    if rng.random() < 0.55:  # trees along the kerb, or on the grass if there is some
+        depth, spacing, grass = rng.uniform(0.5, 1.0) * near, rng.uniform(7.0, 16.0), street.grass(side)
+        while depth < far:
+            lateral = sum(grass[0]) / 2 if grass else street.road[i] + rng.uniform(0.5, 1.2)
+            placed.append((depth, draw_tree, (rng, side * lateral, depth)))
+            depth += spacing * rng.uniform(0.8, 1.2)
+    if rng.random() < 0.9:  # poles along the kerb
+        depth, spacing = rng.uniform(0.5, 1.5) * near, rng.uniform(9.0, 22.0)
+        while depth < far:
+            furniture = str(rng.choice(["none", "sign", "light"], p=[0.28, 0.45, 0.27]))
+            lateral = side * (street.road[i] + rng.uniform(0.3, 0.6))
+            placed.append((depth, draw_pole, (rng, lateral, depth, furniture)))
+            depth += spacing * rng.uniform(0.7, 1.3)
+    if rng.random() < 0.22:  # a row of parked cars, with gaps
+        depth = rng.uniform(0.6, 1.6) * near
+        while depth < far:
+            if rng.random() < 0.85:
+                placed.append((depth, draw_vehicle, (rng, CAR, side * (street.road[i] - 1.1), depth, False)))
+            depth += rng.uniform(5.0, 8.0)
+    for kind, p in ((WALL, 0.45), (FENCE, 0.62), (VEGETATION, 0.2)):  # VEGETATION: a hedge
+        if rng.random() < p:
+            z0 = rng.uniform(0.5, 2.0) * near
+            lateral = side * rng.uniform(street.pavement_end(side), street.facade[i])
+            height = rng.uniform(1.0, 3.0) if kind != FENCE else rng.uniform(1.0, 2.4)
+            args = (rng, kind, lateral, z0, z0 + rng.uniform(8.0, 40.0), height)
+            placed.append((BARRIER_ORDER + abs(lateral), draw_barrier, args))
+    return placed
+
+
+def place_traffic(rng: np.random.Generator, street: Street, near: float, far: float
+                  ) -> tuple[list[Placed], list[float]]:
+    """Cars in the lanes, and the rare trucks, buses and trams; returns the trams' rails too."""
+    placed: list[Placed] = []
+    rails: list[float] = []
+    for _ in range(rng.poisson(rng.gamma(0.8, 1.0))):  # gamma-Poisson: empty and busy streets
+        depth, lateral = log_uniform(rng, 0.9 * near, far), lane_lateral(rng, street)
+        placed.append((depth, draw_vehicle, (rng, CAR, lateral, depth, lateral < -0.5 and rng.random() < 0.7)))
+    for kind, p, nearest in ((TRUCK, 0.14, 3.0), (BUS, 0.08, 2.5), (TRAIN, 0.045, 2.0)):
+        if rng.random() < p:  # rare and, like in real data, seldom right in front of the camera
+            depth, lateral = log_uniform(rng, nearest * near, 80.0), lane_lateral(rng, street)
+            if kind == TRAIN:
+                rails.append(lateral)
+            placed.append((depth, draw_vehicle, (rng, kind, lateral, depth, lateral < -0.5 and rng.random() < 0.7)))
+    return placed, rails
+
+
+def place_people(rng: np.random.Generator, street: Street, near: float, far: float) -> list[Placed]:
+    """Pedestrians, riders, parked bicycles and motorcycles, and unlabelled clutter."""
+    placed: list[Placed] = []
+    for _ in range(rng.poisson(rng.gamma(0.8, 7.5))):  # mostly on the sidewalks, some crossing
+        depth, side = log_uniform(rng, 0.9 * near, far), random_side(rng)
+        on_road = rng.random() < 0.15
+        lateral = rng.uniform(-street.road[0], street.road[1]) if on_road else sidewalk_lateral(rng, street, side)
+        placed.append((depth, draw_person, (rng, lateral, depth)))
+    if rng.random() < 0.2:  # riders on the road near the kerb
+        for _ in range(1 + rng.poisson(0.4)):
+            depth, side = log_uniform(rng, 0.9 * near, far), random_side(rng)
+            lateral = side * (street.kerb(side) - rng.uniform(0.5, 1.5))
+            placed.append((depth, draw_two_wheeler, (rng, lateral, depth, bool(rng.random() < 0.3), True)))
+    if rng.random() < 0.7:  # parked bicycles, often several in a row
+        depth, side = log_uniform(rng, 0.9 * near, far), random_side(rng)
+        lateral = sidewalk_lateral(rng, street, side)
+        for k in range(1 + rng.poisson(2.5)):
+            at = depth + 0.8 * k
+            placed.append((at, draw_two_wheeler, (rng, lateral + rng.uniform(-0.3, 0.3), at, False, False)))
+    if rng.random() < 0.1:  # a parked motorcycle
+        depth, side = log_uniform(rng, 0.9 * near, far), random_side(rng)
+        placed.append((depth, draw_two_wheeler, (rng, sidewalk_lateral(rng, street, side), depth, True, False)))
+    if rng.random() < 0.35:  # bins, boxes, advertising pillars
+        for _ in range(1 + rng.poisson(0.8)):
+            depth, side = log_uniform(rng, 2.5 * near, far), random_side(rng)
+            placed.append((depth, draw_clutter, (rng, sidewalk_lateral(rng, street, side), depth)))
+    return placed
+
+
+def sample_objects(rng: np.random.Generator, cam: Camera, street: Street) -> tuple[list[Placed], list[float]]:
+    """Every upright object of a scene, plus the laterals of tram rails (painted on the road).
+
+    The rates in the place_* functions set how often each family appears; together with the object
+    sizes (metres) they are calibrated (bench/bench_synthetic.py) so that the average pixel shares
+    follow Cityscapes'. They are not tuned for any method.
     """
     near = cam.near_depth()
     far = min(street.far_depth, 80.0)
-    objects: list[tuple[float, object, tuple]] = []
-
-    for side in (-1, 1):
-        i = int(side > 0)
-        # Trees along the kerb or on the grass strip.
-        if rng.random() < 0.55:
-            depth = rng.uniform(0.5, 1.0) * near
-            spacing = rng.uniform(7.0, 16.0)
-            grass = street.grass(side)
-            while depth < far:
-                if grass:
-                    start, end = grass[0]
-                    lateral = (start + end) / 2
-                else:
-                    lateral = street.road[i] + rng.uniform(0.5, 1.2)
-                objects.append((depth, draw_tree, (rng, side * lateral, depth)))
-                depth += spacing * rng.uniform(0.8, 1.2)
-        # Poles along the kerb: lamp posts, sign posts, traffic lights.
-        if rng.random() < 0.9:
-            depth = rng.uniform(0.5, 1.5) * near
-            spacing = rng.uniform(9.0, 22.0)
-            while depth < far:
-                furniture = rng.choice(["none", "sign", "light"], p=[0.28, 0.45, 0.27])
-                objects.append((depth, draw_pole, (rng, side * (street.road[i] + rng.uniform(0.3, 0.6)), depth, furniture)))
-                depth += spacing * rng.uniform(0.7, 1.3)
-        # Parked cars along the kerb.
-        if rng.random() < 0.22:
-            depth = rng.uniform(0.6, 1.6) * near
-            while depth < far:
-                if rng.random() < 0.85:
-                    objects.append((depth, draw_vehicle, (rng, CAR, side * (street.road[i] - 1.1), depth, False)))
-                depth += rng.uniform(5.0, 8.0)
-        # Walls, fences and hedges between the pavement and the façade.
-        for kind, p in ((WALL, 0.45), (FENCE, 0.7), (VEGETATION, 0.2)):
-            if rng.random() < p:
-                z0 = rng.uniform(0.5, 2.0) * near
-                lateral = side * rng.uniform(street.pavement_end(side), street.facade[i])
-                height = rng.uniform(1.0, 3.0) if kind != FENCE else rng.uniform(1.0, 2.4)
-                objects.append((BARRIER_ORDER + abs(lateral), draw_barrier, (rng, kind, lateral, z0, z0 + rng.uniform(8.0, 40.0), height)))
-
-    for _ in range(rng.poisson(rng.gamma(0.8, 1.0))):  # moving traffic
-        depth = log_uniform(rng, 0.9 * near, far)
-        lateral = lane_lateral(rng, street)
-        objects.append((depth, draw_vehicle, (rng, CAR, lateral, depth, lateral < -0.5 and rng.random() < 0.7)))
-    rails = []
-    for kind, p, nearest in ((TRUCK, 0.14, 3.0), (BUS, 0.08, 2.5), (TRAIN, 0.05, 2.0)):
-        if rng.random() < p:  # rare and, like in real data, seldom right in front of the camera
-            depth = log_uniform(rng, nearest * near, 80.0)
-            lateral = lane_lateral(rng, street)
-            if kind == TRAIN:
-                rails.append(lateral)
-            objects.append((depth, draw_vehicle, (rng, kind, lateral, depth, lateral < -0.5 and rng.random() < 0.7)))
-
-    for _ in range(rng.poisson(rng.gamma(0.8, 7.5))):  # pedestrians, in small groups on the sidewalks
-        depth = log_uniform(rng, 0.9 * near, far)
-        side = 1 if rng.random() < 0.5 else -1
-        lateral = sidewalk_lateral(rng, street, side) if rng.random() < 0.85 else rng.uniform(-street.road[0], street.road[1])
-        objects.append((depth, draw_person, (rng, lateral, depth)))
-    if rng.random() < 0.22:  # riders on the road near the kerb
-        for _ in range(1 + rng.poisson(0.4)):
-            depth = log_uniform(rng, 0.9 * near, far)
-            side = 1 if rng.random() < 0.5 else -1
-            lateral = side * (street.kerb(side) - rng.uniform(0.5, 1.5))
-            objects.append((depth, draw_two_wheeler, (rng, lateral, depth, bool(rng.random() < 0.3), True)))
-    if rng.random() < 0.7:  # parked bicycles, often several side by side
-        depth = log_uniform(rng, 0.9 * near, far)
-        side = 1 if rng.random() < 0.5 else -1
-        lateral = sidewalk_lateral(rng, street, side)
-        for k in range(1 + rng.poisson(2.5)):
-            objects.append((depth + 0.8 * k, draw_two_wheeler, (rng, lateral + rng.uniform(-0.3, 0.3), depth + 0.8 * k, False, False)))
-    if rng.random() < 0.1:  # parked motorcycles
-        depth = log_uniform(rng, 0.9 * near, far)
-        side = 1 if rng.random() < 0.5 else -1
-        objects.append((depth, draw_two_wheeler, (rng, sidewalk_lateral(rng, street, side), depth, True, False)))
-    if rng.random() < 0.35:
-        for _ in range(1 + rng.poisson(0.8)):
-            depth = log_uniform(rng, 2.5 * near, far)
-            side = 1 if rng.random() < 0.5 else -1
-            objects.append((depth, draw_clutter, (rng, sidewalk_lateral(rng, street, side), depth)))
-    return objects, rails
+    placed = place_kerbside(rng, street, near, far, -1) + place_kerbside(rng, street, near, far, 1)
+    traffic, rails = place_traffic(rng, street, near, far)
+    return placed + traffic + place_people(rng, street, near, far), rails
 
 
 # --- Photometry --------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import torch
 import typer
 
 from pipeline_lib.checkpoint import file_sha256, load_checkpoint, save_checkpoint
@@ -43,6 +44,7 @@ def train(
                   "split_hashes": json.loads((prepared / "split_hashes.json").read_text())}
 
     pseudo = None
+    torch.manual_seed(config.seed)  # random initialisation draws from the global generator
     if round_name == BASELINE_ROUND:
         pretrained = p.get("model.pretrained_backbone", str, default=None)
         model = build_model(arch, len(class_names), pretrained_backbone=pretrained)

@@ -178,10 +178,10 @@ class Canvas:
         A table look-up into a precomputed texture: ~4x cheaper than interpolating a lattice here.
         """
         texture = noise_texture()
-        mask = texture.shape[0] - 1
-        iu = ((np.asarray(u, np.float32) + self.noise_offset[0]) * NOISE_SUBSTEPS).astype(np.int32) & mask
-        iv = ((np.asarray(v, np.float32) + self.noise_offset[1]) * NOISE_SUBSTEPS).astype(np.int32) & mask
-        return texture[iv, iu]
+        size = texture.shape[0]  # a power of two: "& (size - 1)" wraps around
+        iu = ((np.asarray(u, np.float32) + self.noise_offset[0]) * NOISE_SUBSTEPS).astype(np.int32) & (size - 1)
+        iv = ((np.asarray(v, np.float32) + self.noise_offset[1]) * NOISE_SUBSTEPS).astype(np.int32) & (size - 1)
+        return np.take(texture, iv * size + iu)  # a flat take is ~3x faster than texture[iv, iu]
 
     def smooth_noise(self, u: np.ndarray | float, v: np.ndarray | float) -> np.ndarray:
         """Like ``noise`` but interpolated: for coarse patterns whose thresholded edges must not show texels."""
@@ -206,7 +206,10 @@ def noise_texture() -> np.ndarray:
 
 
 def value_noise(lattice: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Bilinear interpolation (smoothstep-eased) of a periodic random lattice at real coordinates."""
+    """Bilinear interpolation (smoothstep-eased) of a periodic square lattice at real coordinates.
+
+    The lattice side must be a power of two (indices wrap with a bit mask).
+    """
     n = lattice.shape[0]
     u = np.asarray(u, np.float32)
     v = np.asarray(v, np.float32)
@@ -214,11 +217,11 @@ def value_noise(lattice: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray
     tu, tv = u - fu, v - fv
     tu = tu * tu * (3 - 2 * tu)
     tv = tv * tv * (3 - 2 * tv)
-    i0 = fu.astype(np.int64) % n
-    j0 = fv.astype(np.int64) % n
-    i1, j1 = (i0 + 1) % n, (j0 + 1) % n
-    top = lattice[j0, i0] * (1 - tu) + lattice[j0, i1] * tu
-    bottom = lattice[j1, i0] * (1 - tu) + lattice[j1, i1] * tu
+    i0 = fu.astype(np.int64) & (n - 1)
+    j0 = (fv.astype(np.int64) & (n - 1)) * n
+    i1, j1 = (i0 + 1) & (n - 1), (j0 + n) & (n * n - 1)
+    top = np.take(lattice, j0 + i0) * (1 - tu) + np.take(lattice, j0 + i1) * tu
+    bottom = np.take(lattice, j1 + i0) * (1 - tu) + np.take(lattice, j1 + i1) * tu
     return top * (1 - tv) + bottom * tv
 
 
@@ -256,6 +259,11 @@ def jitter(rng: np.random.Generator, rgb: tuple[int, int, int] | np.ndarray, spr
 
 def pick(rng: np.random.Generator, palette: tuple) -> tuple[int, int, int]:
     return palette[rng.integers(len(palette))]
+
+
+def wrap(x: np.ndarray, period: float | np.ndarray) -> np.ndarray:
+    """``x % period`` (in [0, period)) for stripes and grids; several times faster than ``%`` on floats."""
+    return x - np.floor(x / period) * period
 
 
 def shade(color: np.ndarray, factor: np.ndarray) -> np.ndarray:
@@ -341,7 +349,7 @@ def draw_sky(canvas: Canvas, rng: np.random.Generator) -> None:
     rows = np.arange(first_ground_row(cam), dtype=np.float32) + 0.5  # the ground covers the rest
     cols = np.arange(cam.width, dtype=np.float32) + 0.5
     t = np.clip(rows / max(cam.horizon, 1.0), 0, 1)[:, None, None]
-    clouds = canvas.smooth_noise(cols[None, :] / (cam.width / 6) + 7.5, rows[:, None] / (cam.height / 8) + 3.1)
+    clouds = canvas.noise(cols[None, :] / (cam.width / 6) + 7.5, rows[:, None] / (cam.height / 8) + 3.1)
     canvas.image[: len(rows)] = (top * (1 - t) + low * t) * (1 + 0.05 * clouds)[..., None]
     canvas.label[: len(rows)] = SKY
 
@@ -373,7 +381,7 @@ def draw_ground(canvas: Canvas, street: Street, rng: np.random.Generator, rails:
     factor = 1 + 0.045 * grain + 0.05 * canvas.noise(lateral / 3.0 + 31.7, depth / 6.0 + 17.3)
     # Sidewalks: tile joints and a lighter kerb stone along the road edge.
     tile = rng.uniform(0.3, 0.8)
-    joints = ((lateral % tile) < 0.05) | ((depth % tile) < 0.05)
+    joints = (wrap(lateral, tile) < 0.05) | (wrap(depth, tile) < 0.05)
     kerb = (np.abs(lateral - left) < 0.2) | (np.abs(lateral - right) < 0.2)
     factor[sidewalk] = ((1 + 0.05 * grain[sidewalk]) * np.where(joints[sidewalk], 0.84, 1.0)
                         * np.where(kerb[sidewalk], 1.18, 1.0))
@@ -386,14 +394,14 @@ def draw_ground(canvas: Canvas, street: Street, rng: np.random.Generator, rails:
 
     # Lane marks (dashed) and an occasional zebra crossing are painted on the road: still road.
     marks = np.zeros(road.shape, bool)
-    dashes = (depth % 9.0) < 3.0
+    dashes = wrap(depth, 9.0) < 3.0
     k = math.ceil((left + 0.6) / street.lane_width - 0.5)
     while (boundary := (k + 0.5) * street.lane_width) < right - 0.6:
         marks |= (np.abs(lateral - boundary) < 0.07) & dashes
         k += 1
     if rng.random() < 0.15:
         z_cross = rng.uniform(cam.near_depth() * 1.3, 25.0)
-        marks |= (depth >= z_cross) & (depth <= z_cross + 4.0) & ((lateral % 1.0) < 0.5)
+        marks |= (depth >= z_cross) & (depth <= z_cross + 4.0) & (wrap(lateral, 1.0) < 0.5)
     for rail in rails:  # tram tracks: two thin dark grooves per track
         for offset in (-0.72, 0.72):
             image[road & (np.abs(lateral - rail - offset) < 0.05)] *= 0.55
@@ -445,15 +453,15 @@ def paint_facade_row(canvas: Canvas, win: Window, along: np.ndarray, row: Facade
     # Tree masses get a ragged top; buildings a straight roof line.
     top = row.height[seg] + np.where(vegetation, 1.2 * canvas.smooth_noise(along / 2.5 + 20.0, 0.5), 0.0)
     inside = b <= top
-    floor = (b % row.floor_height[seg]) / row.floor_height[seg]
-    bay = ((along - row.bounds[seg]) % row.bay_width[seg]) / row.bay_width[seg]
+    floor = wrap(b, row.floor_height[seg]) / row.floor_height[seg]
+    bay = wrap(along - row.bounds[seg], row.bay_width[seg]) / row.bay_width[seg]
     windows = (np.abs(floor - 0.525) < 0.225) & (np.abs(bay - 0.5) < 0.25) & (b > 3.2) & (b < top - 0.8)
     shop = (np.abs(bay - 0.5) < 0.4) & (row.bay_width[seg] > 3.4) & (np.abs(b - 1.5) < 1.1)  # shop fronts
     windows = (windows | shop) & ~vegetation
     # One texture: faint grain on walls, strong leafy blobs on trees.
     texture = canvas.noise(along / 0.45 + 40.0, b / 0.45 + 13.0)
     surface = shade(row.paint[seg], 1 + np.where(vegetation, 0.2, 0.04) * texture)
-    glass = row.window_color[seg] * (1 + 0.25 * (b % 1.7 > 0.9))[..., None]
+    glass = row.window_color[seg] * (1 + 0.25 * (wrap(b, 1.7) > 0.9))[..., None]
     color = np.where(windows[..., None], glass, surface)
     canvas.paint(win, inside & ~vegetation, color, BUILDING)
     canvas.paint(win, inside & vegetation, color, VEGETATION)
@@ -494,13 +502,14 @@ def draw_barrier(canvas: Canvas, rng: np.random.Generator, kind: int, lateral: f
     if kind == WALL:  # building paint, fine brick courses instead of windows, a lighter coping
         paint = jitter(rng, pick(rng, BUILDING_PAINTS), 0.12)
         course = rng.uniform(0.18, 0.4)
-        factor = np.where((b % course) < 0.035, 0.86, 1.0) * (1 + 0.03 * canvas.noise(u / 0.5, b / 0.5))
+        factor = np.where(wrap(b, course) < 0.035, 0.86, 1.0) * (1 + 0.03 * canvas.noise(u / 0.5, b / 0.5))
         factor = np.where(b > height - 0.12, 1.12, factor)
         canvas.paint(win, b <= height, shade(paint, factor), WALL)
     elif kind == FENCE:  # a see-through grid: whatever is behind shows darkened between the bars
         paint = jitter(rng, pick(rng, BUILDING_PAINTS), 0.15) * rng.uniform(0.6, 1.0)
         mesh = rng.uniform(0.12, 0.3)
-        bars = ((u % mesh) < 0.35 * mesh) | ((b % mesh) < 0.35 * mesh) | (b > height - 0.08) | ((u % 2.5) < 0.1)
+        grid = (wrap(u, mesh) < 0.35 * mesh) | (wrap(b, mesh) < 0.35 * mesh)
+        bars = grid | (b > height - 0.08) | (wrap(u, 2.5) < 0.1)  # plus a top rail and posts
         color = np.where(bars[..., None], paint, canvas.backdrop(win) * 0.65 + paint * 0.2)
         canvas.paint(win, b <= height, color, FENCE)
     else:  # hedge
@@ -724,7 +733,7 @@ def draw_vehicle(canvas: Canvas, rng: np.random.Generator, kind: int, lateral: f
 def paint_vehicle_side(canvas: Canvas, rng: np.random.Generator, win: Window, kind: int, length: float,
                        height: float, paint: np.ndarray, glass: np.ndarray, dark: np.ndarray) -> None:
     u, b = win.u, np.broadcast_to(win.b, win.shape)
-    reflection = shade(glass, 1 + 0.35 * (b > 0.5 * height + 0.6 * (u % 2.0)))
+    reflection = shade(glass, 1 + 0.35 * (b > 0.5 * height + 0.6 * wrap(u, 2.0)))
     if kind == CAR:
         waist = 0.6 * height
         body = (u >= 0.05) & (u <= length - 0.05) & (b >= 0.28) & (b <= waist)
@@ -736,7 +745,7 @@ def paint_vehicle_side(canvas: Canvas, rng: np.random.Generator, win: Window, ki
         wheel_at, wheel_r = (0.18 * length, 0.8 * length), 0.33
     elif kind == TRUCK:  # ribbed cargo box, cab at the far end
         box = (u <= 0.72 * length) & (b >= 0.8)
-        ribs = (u % 0.45) < 0.07
+        ribs = wrap(u, 0.45) < 0.07
         cab = (u >= 0.74 * length) & (b >= 0.5) & (b <= 2.8)
         cab_window = (u >= 0.82 * length) & (b >= 1.7) & (b <= 2.5)
         chassis = (b >= 0.45) & (b <= 0.8)
@@ -747,7 +756,7 @@ def paint_vehicle_side(canvas: Canvas, rng: np.random.Generator, win: Window, ki
         wheel_at, wheel_r = (0.1 * length, 0.26 * length, 0.88 * length), 0.48
     elif kind == BUS:  # a long band of windows, doors
         pillar = rng.uniform(1.2, 1.6)
-        band = (b >= 1.25) & (b <= height - 0.35) & ((u % pillar) > 0.16)
+        band = (b >= 1.25) & (b <= height - 0.35) & (wrap(u, pillar) > 0.16)
         doors = (((np.abs(u - 0.2 * length) < 0.6) | (np.abs(u - 0.55 * length) < 0.6))
                  & (b >= 0.35) & (b <= height - 0.35))
         canvas.paint(win, b >= 0.3, paint, BUS)
@@ -755,8 +764,8 @@ def paint_vehicle_side(canvas: Canvas, rng: np.random.Generator, win: Window, ki
         wheel_at, wheel_r = (0.15 * length, 0.75 * length), 0.5
     else:  # tram: longer still, wider window spacing, a skirt instead of wheels, joints between cars
         spacing = rng.uniform(1.8, 2.4)
-        band = (b >= 1.3) & (b <= height - 0.8) & ((u % spacing) > 0.4)
-        skirt = (b <= 0.7) | ((u % 8.5) < 0.12)
+        band = (b >= 1.3) & (b <= height - 0.8) & (wrap(u, spacing) > 0.4)
+        skirt = (b <= 0.7) | (wrap(u, 8.5) < 0.12)
         roof = b >= height - 0.3
         canvas.paint(win, b >= 0.35, paint, TRAIN)
         canvas.paint(win, band, reflection, TRAIN)
@@ -795,7 +804,7 @@ def paint_vehicle_end(canvas: Canvas, rng: np.random.Generator, win: Window, kin
     bottom = {TRUCK: 0.55, BUS: 0.3, TRAIN: 0.4}[kind]
     shell = box_mask(u, b, -half, half, bottom, height) & ~((np.abs(u) > half - 0.15) & (b > height - 0.15))
     if kind == TRUCK and not facing_us:  # cargo doors with ribs and a seam
-        color = shade(paint, np.where(((u % 0.35) < 0.05) | (np.abs(u) < 0.03), 0.8, 1.0))
+        color = shade(paint, np.where((wrap(u, 0.35) < 0.05) | (np.abs(u) < 0.03), 0.8, 1.0))
         glass_area = np.zeros((1, 1), bool)
     elif kind == TRUCK:
         color = np.broadcast_to(paint, win.shape + (3,))
@@ -963,10 +972,17 @@ def sample_objects(rng: np.random.Generator, cam: Camera, street: Street) -> tup
 # --- Photometry --------------------------------------------------------------------------------------
 
 def blur(image: np.ndarray) -> np.ndarray:
-    """Separable [1, 2, 1] / 4 blur with edge replication."""
-    padded = np.pad(image, ((1, 1), (1, 1), (0, 0)), mode="edge")
-    vertical = padded[:-2] + 2 * padded[1:-1] + padded[2:]
-    return (vertical[:, :-2] + 2 * vertical[:, 1:-1] + vertical[:, 2:]) / 16
+    """Separable [1, 2, 1] / 4 blur with edge replication (slices instead of np.pad, which is slow)."""
+    for axis in (0, 1):
+        image = np.moveaxis(image, axis, 0)
+        out = image * 2
+        out[1:] += image[:-1]
+        out[:-1] += image[1:]
+        out[0] += image[0]
+        out[-1] += image[-1]
+        image = np.moveaxis(out, 0, axis)
+    image *= 1 / 16
+    return image
 
 
 def finish_photometry(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -980,7 +996,8 @@ def finish_photometry(image: np.ndarray, rng: np.random.Generator) -> np.ndarray
     image += mean * (1 - contrast) * gain * cast
     for _ in range(passes):
         image = blur(image)
-    noise = rng.standard_normal(image.shape, dtype=np.float32)
+    # Luminance noise (one value per pixel): a third of the random draws of per-channel noise.
+    noise = rng.standard_normal(image.shape[:2] + (1,), dtype=np.float32)
     noise *= sigma
     image += noise
     np.clip(image, 0, 255, out=image)

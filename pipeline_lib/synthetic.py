@@ -567,7 +567,7 @@ def draw_sign(canvas: Canvas, rng: np.random.Generator, lateral: float, depth: f
         inner = u ** 2 + b ** 2 <= (0.75 * half) ** 2
         fill, rim = (white, red) if rng.random() < 0.6 else (blue, white)
     elif shape == "triangle":
-        face = (b >= -half) & (np.abs(u) <= (half - b) / 1.732 * 1.0)
+        face = (b >= -half) & (np.abs(u) <= (half - b) / 1.732)
         inner = (b >= -0.7 * half) & (np.abs(u) <= (0.6 * half - b) / 1.732)
         fill, rim = white, red
     else:

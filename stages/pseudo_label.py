@@ -58,7 +58,8 @@ def pseudo_label(
         labeled_shares=load_class_distribution(prepared), method=method,
         labeling_ratio=schedule[round_name].labeling_ratio, seed=p.get("pseudo_label.seed", int),
         temperature=temperature, ground_truth=ground_truth,
-        workers=p.get("pseudo_label.workers", int, positive))
+        workers=p.get("pseudo_label.workers", int, positive), expect_classes=class_names,
+        expect_image_ids=list(unlabeled))
     typer.echo(f"{round_name}: {method} labelled {stats['fraction_labeled']:.3f} of pixels, "
                f"KL(labelled‖pseudo) = {stats['kl_divergence']:.4f} → {paths.pseudo_labels}")
 

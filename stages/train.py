@@ -12,6 +12,7 @@ import typer
 from pipeline_lib.checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from pipeline_lib.config import BASELINE_ROUND, RoundPaths, round_schedule, train_config
 from pipeline_lib.datasets import load_spec, read_split
+from pipeline_lib.errors import UserError
 from pipeline_lib.models import build_model
 from pipeline_lib.params import Params
 from pipeline_lib.training import TrainingImages, config_dict, pick_device, train as train_loop
@@ -59,9 +60,11 @@ def train(
             model = build_model(arch, len(class_names), p.get("model.pretrained_backbone", str, default=None))
         pseudo = TrainingImages(read_split(prepared, "unlabeled", spec), spec, config.pseudo_aug_strength,
                                 config.crop_size, pseudo_label_store=paths.pseudo_labels)
+        store_metadata = paths.pseudo_labels / "zarr.json"  # attributes: method, α, seed, thresholds, teacher
+        if not store_metadata.is_file():
+            raise UserError(f"{paths.pseudo_labels}: pseudo labels not found; run `dvc repro pseudo_label@{round_name}`")
         provenance.update(teacher=schedule.teacher, init=schedule.init, teacher_sha256=file_sha256(teacher),
-                          pseudo_labels=json.loads((paths.pseudo_labels / "zarr.json").read_text())["attributes"]
-                          .get("method"))
+                          pseudo_labels_sha256=file_sha256(store_metadata))
 
     fingerprint = hashlib.sha256(json.dumps(provenance, sort_keys=True, default=str).encode()).hexdigest()
     device = pick_device()

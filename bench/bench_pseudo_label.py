@@ -61,12 +61,13 @@ def tree_size(path: Path) -> tuple[int, int]:
 def _run_child(args: dict, queue: multiprocessing.Queue) -> None:
     from pipeline_lib.pseudo_label_run import run_pseudo_labeling
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), os.times()
     stats = run_pseudo_labeling(Path(args["store"]), Path(args["out"]), Path(args["stats"]), Path(args["plot"]),
                                 np.asarray(args["shares"]), args["method"], args["ratio"], seed=0,
                                 workers=args["workers"])
-    wall = time.perf_counter() - start
-    queue.put({"wall_s": wall, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    wall, cpu_end = time.perf_counter() - start, os.times()
+    cpu = (cpu_end.user - cpu_start.user) + (cpu_end.system - cpu_start.system)
+    queue.put({"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                "fraction_labeled": stats["fraction_labeled"], "kl_divergence": stats["kl_divergence"]})
 
 
@@ -146,7 +147,8 @@ def main() -> None:
         label_bytes, label_files = tree_size(work / "labels.zarr")
         print(f"run_pseudo_labeling ({args.method}, alpha {args.labeling_ratio}, workers {args.workers}): "
               f"{result['wall_s']:.1f} s wall, {pixels / result['wall_s'] / 1e6:.2f} Mpixel/s "
-              f"(two passes), peak RSS {result['peak_rss_mb']:.0f} MiB")
+              f"(two passes), {result['cpu_s']:.1f} CPU-s ({result['cpu_s'] / count * 1000:.0f} ms/image), "
+              f"peak RSS {result['peak_rss_mb']:.0f} MiB")
         print(f"label store: {label_bytes / 2**20:.1f} MiB, {label_files} files; fraction_labeled "
               f"{result['fraction_labeled']:.4f}, KL {result['kl_divergence']:.2e}")
         print(json.dumps({"scale": args.scale, "images": count, "workers": args.workers, "create_s": create_s,

@@ -22,7 +22,12 @@ def reports_user_errors(command):
         try:
             return command(*args, **kwargs)
         except UserError as exc:
-            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            message = str(exc)
+            # Raised in a DataLoader worker, it comes back wrapped in the worker's traceback, whose last
+            # line is "<module>.UserError: <message>".
+            if "\nOriginal Traceback" in message:
+                message = message.splitlines()[-1].split("UserError: ", 1)[-1]
+            typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
             sys.exit(2)
 
     return wrapper

@@ -68,6 +68,7 @@ def missing_data_root(folder: Path) -> None:
 
 def label_values_beyond_classes(folder: Path) -> None:
     make_cityscapes_fixture(folder / "cityscapes")
+
     def with_a_50(label: np.ndarray) -> np.ndarray:
         label = label.copy()
         label[0, 0] = 50  # train ids are 0..18 and 255
@@ -98,8 +99,6 @@ CASES: dict[str, Case] = {
     "train: negative train.base_lr": Case(
         ("train", "--round", "r0"), ("params.yaml", "train.base_lr", "-0.01"),
         lambda folder: write_params(folder, {"train": {"base_lr": -0.01}})),
-    "train: missing teacher checkpoint": Case(
-        ("train", "--round", "r1"), ("outputs/r0/model.pt", "not found"), prepared_cityscapes),
     "infer: labeling_ratio 1.5": Case(
         ("infer", "--round", "r1"), ("params.yaml", "rounds.r1.labeling_ratio", "1.5"),
         lambda folder: write_params(folder, {"rounds": {"r1": {"labeling_ratio": 1.5}}})),

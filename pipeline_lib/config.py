@@ -40,6 +40,7 @@ class RoundSchedule:
     init: str  # "teacher" (continue from the teacher's weights, as the paper) or "scratch"
     labeling_ratio: float  # α_k
     aug_strength: float  # β_k for the pseudo-labelled images
+    iterations: int | None  # this round's training length; None = train.iterations
 
 
 def round_schedule(params: Params) -> dict[str, RoundSchedule]:
@@ -61,6 +62,7 @@ def round_schedule(params: Params) -> dict[str, RoundSchedule]:
             init=params.get(f"{key}.init", str, one_of("teacher", "scratch")),
             labeling_ratio=params.get(f"{key}.labeling_ratio", float, fraction),
             aug_strength=params.get(f"{key}.aug_strength", float, non_negative),
+            iterations=params.get(f"{key}.iterations", int, positive, default=None),
         )
     return schedule
 
@@ -80,8 +82,11 @@ def train_config(params: Params, round_name: str) -> TrainConfig:
     get = params.get
     is_baseline = round_name == BASELINE_ROUND
     labeled_strength = get("train.aug_strength", float, non_negative)
+    iterations = get("train.iterations", int, positive)
+    if not is_baseline:
+        iterations = round_schedule(params)[round_name].iterations or iterations
     return TrainConfig(
-        iterations=get("train.iterations", int, positive),
+        iterations=iterations,
         batch_size=get("train.batch_size", int, lambda v: None if v >= 2 else "must be >= 2"),
         crop_size=get("train.crop_size", int, positive),
         base_lr=get("train.base_lr", float, positive),

@@ -126,11 +126,18 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device(requested)
 
 
+def autocast_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on CPU and on GPUs that support it (no loss scaling needed), fp16 on older GPUs."""
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
 def autocast_context(device: torch.device, enabled: bool):
-    """bf16 autocast on CPU, fp16 AMP on CUDA; a no-op when disabled."""
+    """Mixed precision (see ``autocast_dtype``); a no-op when disabled."""
     if not enabled:
         return nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if device.type == "cpu" else torch.float16)
+    return torch.autocast(device.type, dtype=autocast_dtype(device))
 
 
 def segmentation_loss(outputs: dict, target: torch.Tensor, aux_weight: float) -> torch.Tensor:
@@ -164,6 +171,9 @@ def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImage
     optimizer = torch.optim.SGD(groups, lr=config.base_lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
 
+    # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none.
+    scaler = torch.amp.GradScaler(device.type, enabled=config.autocast and autocast_dtype(device) == torch.float16)
+
     state_path = work_dir / "state.pt"
     start = 0
     if state_path.is_file():
@@ -171,6 +181,7 @@ def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImage
         if state.get("fingerprint") == fingerprint:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
+            scaler.load_state_dict(state["scaler"])
             start = int(state["iteration"])
             print(f"resuming from iteration {start} ({state_path})")
     if start == 0:
@@ -200,8 +211,9 @@ def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImage
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"loss became {loss.item()} at iteration {iteration}; lower train.base_lr")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
 
         running_loss += loss.item()
         running_count += 1
@@ -215,7 +227,7 @@ def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImage
             progress.set_postfix(loss=f"{running_loss / running_count:.3f}")
             running_loss, running_count = 0.0, 0
         if done % config.checkpoint_every == 0 and done < config.iterations:
-            save_resume_state(state_path, model, optimizer, done, fingerprint)
+            save_resume_state(state_path, model, optimizer, scaler, done, fingerprint)
     live.end()
     with atomic_path(log_dir) as tmp:  # the curves only: dvc plots reads every file it is given
         shutil.copytree(work_dir / "live" / "plots" / "metrics", tmp)
@@ -223,9 +235,9 @@ def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImage
     return model
 
 
-def save_resume_state(path: Path, model, optimizer, iteration: int, fingerprint: str) -> None:
+def save_resume_state(path: Path, model, optimizer, scaler, iteration: int, fingerprint: str) -> None:
     with atomic_path(path) as tmp:
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                     "iteration": iteration, "fingerprint": fingerprint}, tmp)
 
 

@@ -1,0 +1,130 @@
+"""Training loop: seeded batches, resume after an interruption, augmentation, loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline_lib import training
+from pipeline_lib.datasets import load_spec, read_split
+from pipeline_lib.models import build_model
+from pipeline_lib.synthetic import prepare_synthetic
+from pipeline_lib.training import IterationBatches, TrainConfig, TrainingImages, segmentation_loss
+from pipeline_lib.transforms import augment, scale_range
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    prepare_synthetic(root, seed=0, num_train_images=8, num_val_images=2, image_size=(64, 128),
+                      labeled_fraction=0.5)
+    return root
+
+
+def config(**changes) -> TrainConfig:
+    values = dict(iterations=4, batch_size=2, crop_size=64, base_lr=0.01, head_lr_multiplier=10.0, momentum=0.9,
+                  weight_decay=1e-4, poly_power=0.9, aux_weight=0.4, labeled_aug_strength=1.0,
+                  pseudo_aug_strength=1.0, pseudo_fraction=0.0, checkpoint_every=2, log_every=1, num_workers=0,
+                  autocast=False, seed=0)
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+def trained_weights(prepared, work_dir, log_dir, cfg, interrupt_after_save: bool = False, monkeypatch=None):
+    spec = load_spec(prepared)
+    labeled = TrainingImages(read_split(prepared, "labeled", spec), spec, cfg.labeled_aug_strength, cfg.crop_size)
+    torch.manual_seed(0)
+    model = build_model("lraspp_mobilenet_v3_large", spec.classes.num_classes)
+    if interrupt_after_save:
+        original = training.save_resume_state
+
+        def save_then_stop(*args, **kwargs):
+            original(*args, **kwargs)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(training, "save_resume_state", save_then_stop)
+    training.train(model, labeled, None, cfg, torch.device("cpu"), work_dir, "fingerprint", log_dir)
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_interrupted_run_resumes_to_the_same_weights(prepared, tmp_path, monkeypatch):
+    cfg = config()
+    straight = trained_weights(prepared, tmp_path / "a_work", tmp_path / "a_log", cfg)
+    with pytest.raises(KeyboardInterrupt):
+        trained_weights(prepared, tmp_path / "b_work", tmp_path / "b_log", cfg, True, monkeypatch)
+    assert (tmp_path / "b_work" / "state.pt").is_file()
+    assert not (tmp_path / "b_log").exists()
+    monkeypatch.undo()
+    resumed = trained_weights(prepared, tmp_path / "b_work", tmp_path / "b_log", cfg)
+    for key, value in straight.items():
+        assert torch.equal(value, resumed[key]), key
+    assert not (tmp_path / "b_work").exists()  # resume state removed after success
+    assert (tmp_path / "b_log" / "train" / "loss.tsv").is_file()
+
+
+def test_state_from_other_inputs_is_not_resumed(prepared, tmp_path, monkeypatch):
+    cfg = config()
+    with pytest.raises(KeyboardInterrupt):
+        trained_weights(prepared, tmp_path / "work", tmp_path / "log", cfg, True, monkeypatch)
+    monkeypatch.undo()
+    state = torch.load(tmp_path / "work" / "state.pt", weights_only=False)
+    state["fingerprint"] = "other inputs"
+    torch.save(state, tmp_path / "work" / "state.pt")
+    fresh = trained_weights(prepared, tmp_path / "work", tmp_path / "log", cfg)
+    straight = trained_weights(prepared, tmp_path / "w2", tmp_path / "l2", cfg)
+    assert all(torch.equal(v, straight[k]) for k, v in fresh.items())
+
+
+def test_batches_depend_only_on_seed_and_iteration():
+    full = list(IterationBatches([10, 20], [2, 3], seed=5, start=0, total=6))
+    tail = list(IterationBatches([10, 20], [2, 3], seed=5, start=3, total=6))
+    assert full[3:] == tail
+    assert [len(b) for b in full] == [5] * 6
+    assert all(k[0] == 0 for k in full[0][:2]) and all(k[0] == 1 for k in full[0][2:])
+    other = list(IterationBatches([10, 20], [2, 3], seed=6, start=0, total=6))
+    assert other != full
+
+
+def test_batch_split_keeps_both_kinds():
+    assert config(batch_size=8, pseudo_fraction=0.5).batch_split(True) == (4, 4)
+    assert config(batch_size=2, pseudo_fraction=0.9).batch_split(True) == (1, 1)
+    assert config(batch_size=8).batch_split(False) == (8, 0)
+
+
+def test_augment_is_seeded_and_crops():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (60, 90, 3), dtype=np.uint8)
+    label = rng.integers(0, 19, (60, 90), dtype=np.uint8)
+    a = augment(image, label, np.random.default_rng(1), 1.0, 64)
+    b = augment(image, label, np.random.default_rng(1), 1.0, 64)
+    assert a[0].shape == (64, 64, 3) and a[1].shape == (64, 64)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert set(np.unique(a[1])) <= set(range(19)) | {255}  # nearest-neighbour labels, 255 for padding
+
+
+def test_strength_zero_only_crops():
+    image = np.arange(32 * 48 * 3, dtype=np.uint8).reshape(32, 48, 3)
+    label = (np.arange(32 * 48) % 19).astype(np.uint8).reshape(32, 48)
+    out_image, out_label = augment(image, label, np.random.default_rng(3), 0.0, 32)
+    # A pure crop: the output is a window of the input.
+    windows = [(image[:, x:x + 32], label[:, x:x + 32]) for x in range(48 - 32 + 1)]
+    assert any(np.array_equal(out_image, w[0]) and np.array_equal(out_label, w[1]) for w in windows)
+
+
+def test_scale_range_grows_with_strength():
+    assert scale_range(0.0) == (1.0, 1.0)
+    assert scale_range(1.0) == (0.5, 1.5)
+    low, high = scale_range(3.0)
+    assert low == 0.25 and high == 2.5
+
+
+def test_loss_ignores_255_and_adds_aux():
+    logits = torch.zeros(1, 3, 2, 2)
+    logits[:, 0] = 5.0
+    target = torch.full((1, 4, 4), 255, dtype=torch.long)
+    target[0, 0, 0] = 0
+    only_main = segmentation_loss({"out": logits}, target, aux_weight=0.4)
+    with_aux = segmentation_loss({"out": logits, "aux": logits}, target, aux_weight=0.4)
+    assert only_main.item() == pytest.approx(torch.log(1 + 2 * torch.exp(torch.tensor(-5.0))).item(), rel=1e-4)
+    assert with_aux.item() == pytest.approx(1.4 * only_main.item(), rel=1e-5)

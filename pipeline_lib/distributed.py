@@ -133,6 +133,12 @@ class DistributedSettings:
         return cls(processes=params.get("distributed.processes", int, positive, default=1),
                    sync_batchnorm=params.get("distributed.sync_batchnorm", bool, default=False))
 
+    def check_sync_batchnorm(self) -> None:
+        """Refuse synchronised BatchNorm over several CPU processes (torch implements it for GPUs only)."""
+        if self.sync_batchnorm and self.processes > 1 and not torch.cuda.is_available():
+            raise UserError("distributed.sync_batchnorm needs GPUs (torch synchronises BatchNorm on GPUs only); "
+                            "set it to false for several CPU processes")
+
 
 def torchrun_command(processes: int, stage_args: Sequence[str]) -> list[str]:
     """The command that runs ``dars <stage_args>`` as ``processes`` processes on this machine."""
@@ -144,7 +150,8 @@ def torchrun_command(processes: int, stage_args: Sequence[str]) -> list[str]:
 def relaunch_under_torchrun(processes: int, stage_args: Sequence[str]) -> bool:
     """Run ``dars <stage_args>`` as ``processes`` processes when more than one is asked for and this process
     is not already one of them. Returns True when it did (the caller has nothing left to do), False when
-    this process should do the work itself. Raises SystemExit with torchrun's status if a process failed.
+    this process should do the work itself. Raises UserError if a process failed (its own message, and
+    torchrun's report, come before).
     """
     if processes == 1 or under_torchrun():
         return False
@@ -167,5 +174,6 @@ def relaunch_under_torchrun(processes: int, stage_args: Sequence[str]) -> bool:
         launcher.wait()
         raise
     if status != 0:
-        raise SystemExit(status)
+        raise UserError(f"the {processes}-process run failed (torchrun exit status {status}); "
+                        "the failing process's own error is above torchrun's report")
     return True

@@ -39,6 +39,7 @@ def train(
     config = train_config(p, round_name)
     distributed = DistributedSettings.from_params(p)
     config.check_processes(distributed.processes)
+    distributed.check_sync_batchnorm()
     if relaunch_under_torchrun(distributed.processes, [
             "train", "--round", round_name, "--params", str(params), "--prepared", str(prepared),
             "--outputs", str(outputs), "--resume-dir", str(resume_dir)]):

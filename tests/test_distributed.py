@@ -179,6 +179,13 @@ def test_settings_default_to_one_process_and_check_their_values():
         DistributedSettings.from_params(Params({"distributed": {"sync_batchnorm": "yes"}}))
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without GPUs")
+def test_sync_batchnorm_over_cpu_processes_is_refused_before_launching():
+    DistributedSettings(1, True).check_sync_batchnorm()  # one process: nothing to synchronise
+    with pytest.raises(UserError, match="distributed.sync_batchnorm needs GPUs"):
+        DistributedSettings(2, True).check_sync_batchnorm()
+
+
 def test_rank_seeds_keep_rank_zero_and_differ_between_ranks():
     assert rank_seed(7, 0) == 7
     assert len({rank_seed(7, rank) for rank in range(8)}) == 8
@@ -279,7 +286,7 @@ def test_two_process_training_resumes_after_a_crash_and_writes_the_checkpoint(pr
     (outputs / "r0").write_text("")  # a file where the round's directory belongs: rank 0 fails at the very end
     args = dict(round_name="r0", params=project / "params2.yaml", prepared=project / "prepared",
                 outputs=outputs, resume_dir=resume)
-    with pytest.raises(SystemExit):
+    with pytest.raises(UserError, match="the 2-process run failed"):
         train(**args)
     assert (resume / "r0" / "state.pt").is_file()  # saved by rank 0 after iteration 2 of 4
     capfd.readouterr()

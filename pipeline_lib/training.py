@@ -242,8 +242,9 @@ def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImage
                     report=None)
     model.train()
     running_loss, running_count, seen, started = 0.0, 0, 0, time.perf_counter()
+    quiet = {} if run.is_main else {"disable": True}  # rank 0 keeps tqdm's defaults (and TQDM_* variables)
     progress = tqdm(loader, total=len(batches), initial=0, desc=f"train [{start}→{config.iterations}]",
-                    unit="it", dynamic_ncols=True, disable=not run.is_main)
+                    unit="it", dynamic_ncols=True, **quiet)
     for iteration, (images, targets) in enumerate(progress, start):
         for group in optimizer.param_groups:
             group["lr"] = poly_lr(group["initial_lr"], iteration, config.iterations, config.poly_power)

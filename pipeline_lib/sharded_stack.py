@@ -5,19 +5,26 @@ one chunk per image, padded with a fill value beyond each image's own size, and 
 ``images_per_shard`` to a shard file. Grouping matters: DVC hashes every file, so a store must be a
 few hundred files, not one per chunk. A shard is rewritten whole on every write into it, so writers
 buffer one shard's images and write its region at once.
+
+Several processes may write one store together (multi-GPU inference): each owns whole shards
+(:func:`shards_of_writer`), so no shard file ever has two writers, and :func:`atomic_store_dir` keeps the
+store atomic across them (rank 0 creates the metadata and moves the finished store into place).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import zarr
 from tqdm import tqdm
 
+from .atomic import atomic_path
 from .errors import UserError
 
 StoreLike = str | os.PathLike | zarr.abc.store.Store
@@ -64,36 +71,111 @@ def create_stack(group: zarr.Group, name: str, count: int, lead_shape: tuple[int
 
 
 def write_stack(array: zarr.Array, items: Iterable[np.ndarray], sizes: Sequence[tuple[int, int]],
-                ids: Sequence[str], desc: str) -> None:
+                ids: Sequence[str], desc: str, shards: Sequence[int] | None = None) -> None:
     """Write ``items`` (image i has shape ``(*lead, *sizes[i])``) into ``array``, one shard region at a time.
 
-    ``items`` is consumed lazily, so at most one shard of images is held here.
+    ``shards`` (default: every shard) limits the writing to those shard indices; ``items`` then yields
+    exactly their images, in order. ``items`` is consumed lazily, so at most one shard of images is held here.
     """
     count, *item_shape = array.shape
     lead = tuple(item_shape[:-2])
     per_shard = array.shards[0] if array.shards else 1
+    shard_count = -(-count // per_shard)
+    shards = range(shard_count) if shards is None else list(shards)
+    if any(not 0 <= shard < shard_count for shard in shards):
+        raise ValueError(f"{desc}: shard indices must lie in 0..{shard_count - 1}, got {list(shards)}")
+    regions = [(shard * per_shard, min((shard + 1) * per_shard, count)) for shard in shards]
+    expected_count = sum(stop - first for first, stop in regions)
     fill = array.fill_value
     block = np.full((per_shard, *item_shape), fill, dtype=array.dtype)
     iterator = iter(items)
-    with tqdm(total=count, desc=desc, unit="img", leave=False, disable=None) as bar:
-        for first in range(0, count, per_shard):
-            stop = min(first + per_shard, count)
+    written = 0
+    with tqdm(total=expected_count, desc=desc, unit="img", leave=False, disable=None) as bar:
+        for first, stop in regions:
             block.fill(fill)
             for index in range(first, stop):
                 try:
                     item = next(iterator)
                 except StopIteration:
-                    raise ValueError(f"{desc}: got {index} images, expected {count}") from None
+                    raise ValueError(f"{desc}: got {written} images, expected {expected_count}") from None
                 expected = (*lead, *sizes[index])
                 if tuple(item.shape) != expected:
                     raise ValueError(f"{desc}: image {ids[index]!r} has shape {tuple(item.shape)}, "
                                      f"expected {expected}")
                 h, w = sizes[index]
                 block[index - first, ..., :h, :w] = item
+                written += 1
                 bar.update(1)
             array[first:stop] = block[: stop - first]
     if next(iterator, None) is not None:
-        raise ValueError(f"{desc}: more images than the {count} expected")
+        raise ValueError(f"{desc}: more images than the {expected_count} expected")
+
+
+def shards_of_writer(count: int, images_per_shard: int, rank: int, world_size: int) -> list[int]:
+    """The shard indices that writer ``rank`` of ``world_size`` owns: every ``world_size``-th, from ``rank``.
+
+    Whole shards, never parts of one: zarr rewrites a shard file whole on every write into it, so two
+    processes writing images of one shard would each overwrite the other's.
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+    return list(range(rank, -(-count // images_per_shard), world_size))
+
+
+def shard_images(shards: Sequence[int], count: int, images_per_shard: int) -> list[int]:
+    """The image indices held by ``shards``, in order."""
+    return [index for shard in shards
+            for index in range(shard * images_per_shard, min((shard + 1) * images_per_shard, count))]
+
+
+class StoreWriters(Protocol):
+    """The processes writing one store together (``pipeline_lib.distributed.DistributedRun`` is one)."""
+
+    rank: int
+    world_size: int
+
+    def barrier(self) -> None: ...
+
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's ``value``, returned on every rank."""
+
+
+@dataclass(frozen=True)
+class SingleWriter:
+    """One process writes the whole store."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    def barrier(self) -> None:
+        pass
+
+    def broadcast(self, value: Any) -> Any:
+        return value
+
+
+@contextmanager
+def atomic_store_dir(final: str | os.PathLike, writers: StoreWriters,
+                     create: Callable[[Path], None]) -> Iterator[Path]:
+    """``atomic_path`` for a store directory that ``writers`` fill together.
+
+    Rank 0 makes the temporary directory and calls ``create(tmp)`` (group and array metadata); every rank
+    then gets ``tmp`` to write its own shards into; once all have finished, rank 0 moves it onto ``final``.
+    On exit the store is at ``final`` for every rank. If rank 0 fails, the temporary directory is removed;
+    if another rank fails, the launcher (torchrun) stops them all and ``final`` is left as it was.
+    """
+    if writers.rank == 0:
+        with atomic_path(final) as tmp:
+            create(tmp)
+            writers.broadcast(str(tmp))  # collective: the others start only once the metadata exists
+            yield tmp
+            writers.barrier()  # every rank has written its shards
+        writers.barrier()  # the store is in place
+    else:
+        tmp = Path(writers.broadcast(None))
+        yield tmp
+        writers.barrier()
+        writers.barrier()
 
 
 def iter_stack_blocks(array: zarr.Array) -> Iterator[tuple[int, np.ndarray]]:

@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
-from .atomic import atomic_path
 from .errors import UserError
-from .sharded_stack import (StoreLike, check_same_ids, check_sizes, create_stack, describe_store, iter_stack_blocks,
-                            max_size, open_group_readonly, require_attrs, write_stack)
+from .sharded_stack import (SingleWriter, StoreLike, StoreWriters, atomic_store_dir, check_same_ids, check_sizes,
+                            create_stack, describe_store, iter_stack_blocks, max_size, open_group_readonly,
+                            require_attrs, shard_images, shards_of_writer, write_stack)
 
 FORMAT_VERSION = 1
 KIND = "soft-prediction store"
@@ -36,11 +37,13 @@ LOGITS_COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle", typesi
 def write_logits_store(path: str | os.PathLike, image_ids: Sequence[str], label_sizes: Sequence[tuple[int, int]],
                        logit_sizes: Sequence[tuple[int, int]], class_names: Sequence[str],
                        predict: Callable[[int], np.ndarray], attrs: dict[str, Any],
-                       images_per_shard: int = 16) -> None:
+                       images_per_shard: int = 16, writers: StoreWriters = SingleWriter()) -> None:
     """Write ``predict(i)`` (image i's ``(C, h_i, w_i)`` logits) for every image, atomically.
 
     ``attrs`` must give ``output_stride``, ``checkpoint_sha256``, ``model_arch`` and ``split`` (any other keys
-    are stored too). The store appears at ``path`` only once every image is written.
+    are stored too). The store appears at ``path`` only once every image is written. With several
+    ``writers`` (processes, each calling this with the same arguments), each predicts and writes only the
+    images of its own shards; the store is the same whatever the number of writers.
     """
     count = len(image_ids)
     if not (len(label_sizes) == len(logit_sizes) == count):
@@ -59,12 +62,18 @@ def write_logits_store(path: str | os.PathLike, image_ids: Sequence[str], label_
     if missing:
         raise ValueError(f"attrs lack {', '.join(missing)}")
     sizes = [(int(h), int(w)) for h, w in logit_sizes]
-    with atomic_path(path) as tmp:
+
+    def create(tmp: Path) -> None:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=3, attributes=group_attrs)
-        array = create_stack(group, ARRAY, count, (len(class_names),), max_size(sizes), "float16", 0,
-                             images_per_shard, LOGITS_COMPRESSOR)
-        write_stack(array, (_checked_logits(predict, i, image_ids[i]) for i in range(count)), sizes,
-                    image_ids, desc="logits")
+        create_stack(group, ARRAY, count, (len(class_names),), max_size(sizes), "float16", 0,
+                     images_per_shard, LOGITS_COMPRESSOR)
+
+    with atomic_store_dir(path, writers, create) as tmp:
+        array = zarr.open_array(str(tmp), path=ARRAY, mode="r+", zarr_format=3)
+        per_shard = array.shards[0] if array.shards else 1
+        shards = shards_of_writer(count, per_shard, writers.rank, writers.world_size)
+        write_stack(array, (_checked_logits(predict, i, image_ids[i]) for i in shard_images(shards, count, per_shard)),
+                    sizes, image_ids, desc="logits", shards=shards)
 
 
 def _checked_logits(predict: Callable[[int], np.ndarray], index: int, image_id: str) -> np.ndarray:

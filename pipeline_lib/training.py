@@ -1,7 +1,9 @@
 """The training loop shared by every round: supervised (round 0) and labelled + pseudo-labelled (rounds k ≥ 1).
 
 Each iteration's batch is drawn from a generator seeded by (seed, iteration), so a run resumed from a
-checkpoint sees exactly the batches the uninterrupted run would have seen.
+checkpoint sees exactly the batches the uninterrupted run would have seen. With several processes
+(DistributedDataParallel) each rank takes every ``world_size``-th image of that same batch, so the global
+batch, each image's augmentation and the loss normalisation are those of the single-process run.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from .atomic import atomic_path
+from .atomic import atomic_path, write_text
+from .classes import IGNORE_INDEX
 from .datasets import DatasetSpec, Sample, load_image, load_label
+from .distributed import DistributedRun, rank_seed
+from .errors import UserError
 from .models import parameter_groups
 from .transforms import augment, normalize_image
 
@@ -51,6 +56,13 @@ class TrainConfig:
             return self.batch_size, 0
         pseudo = min(self.batch_size - 1, max(1, round(self.batch_size * self.pseudo_fraction)))
         return self.batch_size - pseudo, pseudo
+
+    def check_processes(self, processes: int) -> None:
+        """Refuse a batch too small to share among ``processes``: each needs two images, as BatchNorm does
+        (PSPNet's 1x1 pyramid-pooling bin has one value per image and channel)."""
+        if self.batch_size < 2 * processes:
+            raise UserError(f"train.batch_size {self.batch_size} is too small for {processes} processes "
+                            f"(distributed.processes): each process needs at least 2 images per batch")
 
 
 class TrainingImages(Dataset):
@@ -99,11 +111,19 @@ class _Mixed(Dataset):
 
 
 class IterationBatches(Sampler):
-    """Batch keys ``(source, index, augmentation_seed)`` for iterations start..total-1."""
+    """Batch keys ``(source, index, augmentation_seed)`` for iterations start..total-1.
 
-    def __init__(self, source_sizes: list[int], per_batch: list[int], seed: int, start: int, total: int) -> None:
+    Rank ``rank`` of ``world_size`` gets every ``world_size``-th key of each global batch, from ``rank``:
+    interleaved, so every rank's share mixes labelled and pseudo-labelled images as the whole batch does.
+    """
+
+    def __init__(self, source_sizes: list[int], per_batch: list[int], seed: int, start: int, total: int,
+                 rank: int = 0, world_size: int = 1) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
         self.source_sizes, self.per_batch = source_sizes, per_batch
         self.seed, self.start, self.total = seed, start, total
+        self.rank, self.world_size = rank, world_size
 
     def __len__(self) -> int:
         return self.total - self.start
@@ -111,9 +131,10 @@ class IterationBatches(Sampler):
     def __iter__(self):
         for iteration in range(self.start, self.total):
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, iteration]))
-            yield [(source, int(rng.integers(size)), int(rng.integers(2**31)))
-                   for source, (size, count) in enumerate(zip(self.source_sizes, self.per_batch))
-                   for _ in range(count)]
+            keys = [(source, int(rng.integers(size)), int(rng.integers(2**31)))
+                    for source, (size, count) in enumerate(zip(self.source_sizes, self.per_batch))
+                    for _ in range(count)]
+            yield keys[self.rank::self.world_size]
 
 
 def poly_lr(initial_lr: float, iteration: int, total: int, power: float) -> float:
@@ -140,13 +161,20 @@ def autocast_context(device: torch.device, enabled: bool):
     return torch.autocast(device.type, dtype=autocast_dtype(device))
 
 
-def segmentation_loss(outputs: dict, target: torch.Tensor, aux_weight: float) -> torch.Tensor:
-    """Cross-entropy (ignore 255) on logits upsampled to the target size, plus the weighted aux loss."""
+def segmentation_loss(outputs: dict, target: torch.Tensor, aux_weight: float,
+                      pixel_normalizer: float | None = None) -> torch.Tensor:
+    """Cross-entropy (ignore 255) on logits upsampled to the target size, plus the weighted aux loss.
+
+    Each term is the mean over the non-ignored pixels of ``target``, or, given ``pixel_normalizer``, their
+    sum divided by it (one rank's share of a batch split over processes: see :func:`train`).
+    """
     size = target.shape[-2:]
 
     def ce(logits: torch.Tensor) -> torch.Tensor:
         logits = F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
-        return F.cross_entropy(logits, target, ignore_index=255)
+        if pixel_normalizer is None:
+            return F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
+        return F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="sum") / pixel_normalizer
 
     loss = ce(outputs["out"])
     if aux_weight > 0 and outputs.get("aux") is not None:
@@ -155,16 +183,27 @@ def segmentation_loss(outputs: dict, target: torch.Tensor, aux_weight: float) ->
 
 
 def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImages | None, config: TrainConfig,
-          device: torch.device, work_dir: Path, fingerprint: str, log_dir: Path) -> torch.nn.Module:
+          device: torch.device, work_dir: Path, fingerprint: str, log_dir: Path,
+          run: DistributedRun = DistributedRun(), sync_batchnorm: bool = False) -> torch.nn.Module:
     """Train ``model`` in place for ``config.iterations`` iterations, resuming from ``work_dir`` if possible.
 
     ``work_dir`` holds the resume state (``state.pt``) and the dvclive log while training runs; ``fingerprint``
     identifies the inputs and settings, and a state saved under another fingerprint is ignored. On success the
     log is moved to ``log_dir`` and ``work_dir`` is deleted.
+
+    Under a process group (``run``) every rank calls this; the model is wrapped in DistributedDataParallel
+    (its BatchNorm layers synchronised across GPUs if ``sync_batchnorm``), each rank trains on its share of
+    every batch, and only rank 0 logs and writes the resume state. Returns the unwrapped model.
     """
     from dvclive import Live
 
-    torch.manual_seed(config.seed)
+    torch.manual_seed(rank_seed(config.seed, run.rank))
+    distributed = run.world_size > 1
+    if distributed and sync_batchnorm:
+        if device.type == "cpu":
+            raise UserError("distributed.sync_batchnorm needs GPUs (torch synchronises BatchNorm on GPUs only); "
+                            "set it to false for several CPU processes")
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     # No channels_last: measured here (LR-ASPP, CPU) it made training steps 4-6x slower, not faster.
     model.to(device)
     groups = parameter_groups(model, config.base_lr, config.head_lr_multiplier)
@@ -183,31 +222,54 @@ def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImage
             optimizer.load_state_dict(state["optimizer"])
             scaler.load_state_dict(state["scaler"])
             start = int(state["iteration"])
-            print(f"resuming from iteration {start} ({state_path})")
-    if start == 0:
-        shutil.rmtree(work_dir, ignore_errors=True)
-    work_dir.mkdir(parents=True, exist_ok=True)
+            if run.is_main:
+                print(f"resuming from iteration {start} ({state_path})")
+    run.barrier()  # every rank has read the resume state before rank 0 may clear it
+    if run.is_main:
+        if start == 0:
+            shutil.rmtree(work_dir, ignore_errors=True)
+        work_dir.mkdir(parents=True, exist_ok=True)
+
+    forward = model
+    if run.in_group:
+        # An aux head whose loss is switched off gets no gradient; DDP must be told to expect that.
+        unused_aux = config.aux_weight == 0 and bool(getattr(model, "has_aux_head", False))
+        forward = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=unused_aux)
 
     sources = [labeled] + ([pseudo] if pseudo is not None else [])
     per_batch = list(config.batch_split(pseudo is not None))
-    batches = IterationBatches([len(s) for s in sources], per_batch, config.seed, start, config.iterations)
+    batches = IterationBatches([len(s) for s in sources], per_batch, config.seed, start, config.iterations,
+                               run.rank, run.world_size)
     loader = DataLoader(_Mixed(sources), batch_sampler=batches, num_workers=config.num_workers,
                         persistent_workers=False, pin_memory=device.type == "cuda")
 
-    live = Live(dir=str(work_dir / "live"), resume=start > 0, save_dvc_exp=False, dvcyaml=None,
-                report=None)
+    live = None
+    if run.is_main:
+        if start > 0:
+            forget_metrics_after(work_dir / "live" / "plots" / "metrics", start)
+        live = Live(dir=str(work_dir / "live"), resume=start > 0, save_dvc_exp=False, dvcyaml=None,
+                    report=None)
     model.train()
     running_loss, running_count, seen, started = 0.0, 0, 0, time.perf_counter()
+    quiet = {} if run.is_main else {"disable": True}  # rank 0 keeps tqdm's defaults (and TQDM_* variables)
     progress = tqdm(loader, total=len(batches), initial=0, desc=f"train [{start}→{config.iterations}]",
-                    unit="it", dynamic_ncols=True)
+                    unit="it", dynamic_ncols=True, **quiet)
     for iteration, (images, targets) in enumerate(progress, start):
         for group in optimizer.param_groups:
             group["lr"] = poly_lr(group["initial_lr"], iteration, config.iterations, config.poly_power)
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
+        pixel_normalizer = None
+        if distributed:
+            # DDP averages the ranks' gradients, so dividing each rank's pixel-summed loss by (the batch's
+            # non-ignored pixels / world size) gives exactly the gradient of the whole batch's pixel mean.
+            valid = run.sum_over_ranks([float((targets != IGNORE_INDEX).sum())])[0]
+            pixel_normalizer = max(valid, 1.0) / run.world_size
         with autocast_context(device, config.autocast):
-            outputs = model(images)
-        loss = segmentation_loss(outputs, targets, config.aux_weight)
+            outputs = forward(images)
+        loss = segmentation_loss(outputs, targets, config.aux_weight, pixel_normalizer)
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"loss became {loss.item()} at iteration {iteration}; lower train.base_lr")
         optimizer.zero_grad(set_to_none=True)
@@ -217,22 +279,39 @@ def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImage
 
         running_loss += loss.item()
         running_count += 1
-        seen += images.shape[0]
+        seen += sum(per_batch)
         done = iteration + 1
         if done % config.log_every == 0 or done == config.iterations:
-            live.step = done
-            live.log_metric("train/loss", running_loss / running_count)
-            live.log_metric("train/lr", optimizer.param_groups[0]["lr"])
-            live.log_metric("train/images_per_second", seen / max(time.perf_counter() - started, 1e-9))
-            progress.set_postfix(loss=f"{running_loss / running_count:.3f}")
+            # The mean over ranks of their normalised losses is the whole batch's loss.
+            mean_loss = run.sum_over_ranks([running_loss])[0] / run.world_size / running_count
+            if live is not None:
+                live.step = done
+                live.log_metric("train/loss", mean_loss)
+                live.log_metric("train/lr", optimizer.param_groups[0]["lr"])
+                live.log_metric("train/images_per_second", seen / max(time.perf_counter() - started, 1e-9))
+            progress.set_postfix(loss=f"{mean_loss:.3f}")
             running_loss, running_count = 0.0, 0
-        if done % config.checkpoint_every == 0 and done < config.iterations:
+        if done % config.checkpoint_every == 0 and done < config.iterations and run.is_main:
             save_resume_state(state_path, model, optimizer, scaler, done, fingerprint)
-    live.end()
-    with atomic_path(log_dir) as tmp:  # the curves only: dvc plots reads every file it is given
-        shutil.copytree(work_dir / "live" / "plots" / "metrics", tmp)
-    shutil.rmtree(work_dir, ignore_errors=True)
+    if live is not None:
+        live.end()
+        with atomic_path(log_dir) as tmp:  # the curves only: dvc plots reads every file it is given
+            shutil.copytree(work_dir / "live" / "plots" / "metrics", tmp)
+        shutil.rmtree(work_dir, ignore_errors=True)
     return model
+
+
+def forget_metrics_after(metrics_dir: Path, step: int) -> None:
+    """Drop the rows logged after ``step`` from dvclive's ``.tsv`` curves: a run resumed from ``step`` logs
+    those steps again, and the curves would otherwise hold them twice."""
+    for tsv in metrics_dir.rglob("*.tsv"):
+        header, *rows = tsv.read_text().splitlines(keepends=True) or [""]
+        columns = header.rstrip("\n").split("\t")
+        if "step" not in columns:
+            continue
+        kept = [row for row in rows if int(row.split("\t")[columns.index("step")]) <= step]
+        if len(kept) < len(rows):
+            write_text(tsv, header + "".join(kept))
 
 
 def save_resume_state(path: Path, model, optimizer, scaler, iteration: int, fingerprint: str) -> None:

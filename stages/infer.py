@@ -11,12 +11,12 @@ import typer
 from pipeline_lib.checkpoint import file_sha256, load_checkpoint
 from pipeline_lib.config import RoundPaths, round_schedule
 from pipeline_lib.datasets import DatasetSpec, Sample, image_size, load_image, load_spec, read_split
+from pipeline_lib.distributed import DistributedRun, DistributedSettings, process_group, relaunch_under_torchrun
 from pipeline_lib.errors import UserError
 from pipeline_lib.inference import predict_logits
 from pipeline_lib.inference_settings import InferenceSettings
 from pipeline_lib.params import Params, positive
 from pipeline_lib.soft_store import write_logits_store
-from pipeline_lib.training import pick_device
 from pipeline_lib.transforms import normalize_image
 
 from . import run_standalone
@@ -25,35 +25,54 @@ from . import run_standalone
 def infer(
     round_name: str = typer.Option(..., "--round", help="The round whose pseudo labels these predictions feed "
                                    "(r1, r2…); its teacher's model makes them."),
-    params: Path = typer.Option(Path("params.yaml"), help="Parameter file (reads rounds.<round>.teacher, inference.*)."),
+    params: Path = typer.Option(Path("params.yaml"), help="Parameter file (reads rounds.<round>.teacher, inference.*, "
+                                "distributed.processes)."),
     prepared: Path = typer.Option(Path("data/prepared"), help="Prepared-dataset directory."),
     outputs: Path = typer.Option(Path("outputs"), help="Root of the per-round output directories."),
 ) -> None:
     """Write outputs/<round>/logits.zarr (unlabelled split) and labeled_logits.zarr (labelled split, used to fit
-    the temperature)."""
+    the temperature).
+
+    With distributed.processes N > 1 it runs as N processes under torchrun, each predicting whole shards of
+    images; the stores are the same whatever N (on CPU: given the same threads per process).
+    """
     p = Params.load(params)
     schedule = round_schedule(p)
     if round_name not in schedule:
         raise UserError(f"unknown round {round_name!r}; {p.source} defines rounds {', '.join(schedule) or 'none'}")
+    settings = InferenceSettings.from_params(p)
+    images_per_shard = p.get("inference.images_per_shard", int, positive)
+    processes = DistributedSettings.from_params(p).processes
+    if relaunch_under_torchrun(processes, ["infer", "--round", round_name, "--params", str(params),
+                                          "--prepared", str(prepared), "--outputs", str(outputs)]):
+        return
+    with process_group() as run:
+        infer_in_process(run, p, settings, images_per_shard, round_name, prepared, outputs)
+
+
+def infer_in_process(run: DistributedRun, p: Params, settings: InferenceSettings, images_per_shard: int,
+                     round_name: str, prepared: Path, outputs: Path) -> None:
+    """The work of one process (of several under torchrun: each writes its own shards of both stores)."""
+    schedule = round_schedule(p)
     teacher_path = RoundPaths.of(outputs, schedule[round_name].teacher).model
     spec = load_spec(prepared)
     model, checkpoint = load_checkpoint(teacher_path, expect_classes=list(spec.classes.names))
-    device = pick_device()
+    device = run.device
     model.to(device).eval()
-    settings = InferenceSettings.from_params(p)
-    images_per_shard = p.get("inference.images_per_shard", int, positive)
     paths = RoundPaths.of(outputs, round_name)
     attrs = {"checkpoint_sha256": file_sha256(teacher_path), "model_arch": checkpoint["arch"],
              "output_stride": int(model.output_stride), "teacher_round": schedule[round_name].teacher,
              "inference": settings.as_kwargs()}
     for split, store in (("unlabeled", paths.logits), ("labeled", paths.labeled_logits)):
         write_split_logits(model, read_split(prepared, split, spec), spec, device, settings, store,
-                           {**attrs, "split": split}, images_per_shard)
-        typer.echo(f"wrote {store}")
+                           {**attrs, "split": split}, images_per_shard, run)
+        if run.is_main:
+            typer.echo(f"wrote {store}")
 
 
 def write_split_logits(model, samples: list[Sample], spec: DatasetSpec, device: torch.device,
-                       settings: InferenceSettings, store: Path, attrs: dict, images_per_shard: int) -> None:
+                       settings: InferenceSettings, store: Path, attrs: dict, images_per_shard: int,
+                       run: DistributedRun = DistributedRun()) -> None:
     label_sizes = [image_size(s.image) for s in samples]
     logit_size_of: dict[tuple[int, int], tuple[int, int]] = {}
 
@@ -70,7 +89,7 @@ def write_split_logits(model, samples: list[Sample], spec: DatasetSpec, device: 
         return logit_size_of[size]
 
     write_logits_store(store, [s.id for s in samples], label_sizes, [logit_size(s) for s in label_sizes],
-                       list(spec.classes.names), predict, attrs, images_per_shard=images_per_shard)
+                       list(spec.classes.names), predict, attrs, images_per_shard=images_per_shard, writers=run)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,11 @@ import typer
 from pipeline_lib.checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from pipeline_lib.config import BASELINE_ROUND, RoundPaths, round_schedule, train_config
 from pipeline_lib.datasets import load_spec, read_split
+from pipeline_lib.distributed import DistributedRun, DistributedSettings, process_group, relaunch_under_torchrun
 from pipeline_lib.errors import UserError
 from pipeline_lib.models import build_model
 from pipeline_lib.params import Params
-from pipeline_lib.training import TrainingImages, config_dict, pick_device, train as train_loop
+from pipeline_lib.training import TrainConfig, TrainingImages, config_dict, train as train_loop
 
 from . import run_standalone
 
@@ -24,7 +25,7 @@ def train(
     round_name: str = typer.Option(BASELINE_ROUND, "--round", help="r0 = supervised baseline; r1, r2… = rounds "
                                    "from params.yaml's `rounds`."),
     params: Path = typer.Option(Path("params.yaml"), help="Parameter file (reads seed, model.*, train.*, "
-                                "and for rounds ≥ 1 rounds.<round>.* and self_training.*)."),
+                                "distributed.*, and for rounds ≥ 1 rounds.<round>.* and self_training.*)."),
     prepared: Path = typer.Option(Path("data/prepared"), help="Prepared-dataset directory."),
     outputs: Path = typer.Option(Path("outputs"), help="Root of the per-round output directories."),
     resume_dir: Path = typer.Option(Path(".dars_resume"), help="Where interrupted runs keep their resume state."),
@@ -32,9 +33,25 @@ def train(
     """Train the round's model and write outputs/<round>/model.pt and its training log.
 
     An interrupted run resumes from its last checkpoint when rerun with the same inputs and settings.
+    With distributed.processes N > 1 it runs as N processes under torchrun (one per GPU, DDP).
     """
     p = Params.load(params)
     config = train_config(p, round_name)
+    distributed = DistributedSettings.from_params(p)
+    config.check_processes(distributed.processes)
+    distributed.check_sync_batchnorm()
+    if relaunch_under_torchrun(distributed.processes, [
+            "train", "--round", round_name, "--params", str(params), "--prepared", str(prepared),
+            "--outputs", str(outputs), "--resume-dir", str(resume_dir)]):
+        return
+    with process_group() as run:
+        config.check_processes(run.world_size)  # torchrun may have been started by hand with its own count
+        train_in_process(run, p, config, distributed.sync_batchnorm, round_name, prepared, outputs, resume_dir)
+
+
+def train_in_process(run: DistributedRun, p: Params, config: TrainConfig, sync_batchnorm: bool, round_name: str,
+                     prepared: Path, outputs: Path, resume_dir: Path) -> None:
+    """The work of one process (of several under torchrun, where only rank 0 writes)."""
     spec = load_spec(prepared)
     paths = RoundPaths.of(outputs, round_name)
     arch = p.get("model.arch", str)
@@ -66,14 +83,20 @@ def train(
         provenance.update(teacher=schedule.teacher, init=schedule.init, teacher_sha256=file_sha256(teacher),
                           pseudo_labels_sha256=file_sha256(store_metadata))
 
+    if run.world_size > 1:
+        # Batch statistics differ with the number of processes; a single-process run keeps its old fingerprint.
+        provenance["distributed"] = {"processes": run.world_size, "backend": run.backend,
+                                     "sync_batchnorm": sync_batchnorm}
     fingerprint = hashlib.sha256(json.dumps(provenance, sort_keys=True, default=str).encode()).hexdigest()
-    device = pick_device()
-    typer.echo(f"training {round_name}: {arch} on {device}, {config.iterations} iterations, "
-               f"batch {config.batch_split(pseudo is not None)} (labelled, pseudo)")
-    model = train_loop(model, labeled, pseudo, config, device, resume_dir / round_name, fingerprint,
-                       paths.train_log)
-    save_checkpoint(paths.model, model, arch, class_names, provenance)
-    typer.echo(f"wrote {paths.model}")
+    if run.is_main:
+        where = f"{run.world_size} × {run.device.type} ({run.backend})" if run.world_size > 1 else str(run.device)
+        typer.echo(f"training {round_name}: {arch} on {where}, {config.iterations} iterations, "
+                   f"batch {config.batch_split(pseudo is not None)} (labelled, pseudo)")
+    model = train_loop(model, labeled, pseudo, config, run.device, resume_dir / round_name, fingerprint,
+                       paths.train_log, run=run, sync_batchnorm=sync_batchnorm)
+    if run.is_main:
+        save_checkpoint(paths.model, model, arch, class_names, provenance)
+        typer.echo(f"wrote {paths.model}")
 
 
 if __name__ == "__main__":

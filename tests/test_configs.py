@@ -120,7 +120,8 @@ def test_cityscapes_sets_hold_the_paper_values(stem, arch, base_lr, aux_weight, 
     assert unlabeled == 2603
     baseline, rounds = train_config(p, "r0"), [train_config(p, r) for r in ("r1", "r2")]
     assert baseline.batch_split(False) == (16, 0) and all(c.batch_split(True) == (8, 8) for c in rounds)
-    assert baseline.iterations == 200 * (unlabeled // 8)  # 200 epochs of the pseudo-labelled half
+    assert baseline.iterations == 200 * (unlabeled // 16)  # round 0: 200 epochs at 16 images a step
+    assert all(c.iterations == 200 * (unlabeled // 8) for c in rounds)  # 200 epochs of the pseudo-labelled half
     assert (baseline.crop_size, baseline.base_lr, baseline.aux_weight, baseline.poly_power) == \
         (361, base_lr, aux_weight, 0.9)
     assert tuple(s.labeling_ratio for s in round_schedule(p).values()) == alphas

@@ -1,0 +1,179 @@
+"""Running a stage as several processes (one per GPU): torchrun's environment → a process group.
+
+A stage runs as one process unless params.yaml's ``distributed.processes`` asks for more. Then
+:func:`relaunch_under_torchrun` re-executes the same stage command as
+
+    python -m torch.distributed.run --standalone --nproc_per_node N -m stages.cli <stage> <options>
+
+and each of those processes enters :func:`process_group`, which reads the variables torchrun sets
+(RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), gives the process the GPU ``LOCAL_RANK`` (or
+the CPU when there is no GPU) and joins the group with the backend for that device: NCCL on GPUs,
+gloo on CPU. A stage started by torchrun directly (e.g. several nodes) joins whatever group torchrun set up.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .errors import UserError
+from .params import Params, positive
+
+TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+@dataclass(frozen=True)
+class DistributedRun:
+    """This process's place in the run. The default is a single process with no process group."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    backend: str | None = None  # "nccl" | "gloo"; None when there is no process group
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the process that logs, saves and renames outputs into place."""
+        return self.rank == 0
+
+    @property
+    def in_group(self) -> bool:
+        return self.backend is not None
+
+    def barrier(self) -> None:
+        if self.backend == "nccl":
+            dist.barrier(device_ids=[self.device.index])  # NCCL needs this rank's GPU, or it guesses (and warns)
+        elif self.in_group:
+            dist.barrier()
+
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's ``value`` (any picklable object), returned on every rank."""
+        if not self.in_group:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0, device=self.device if self.backend == "nccl" else None)
+        return box[0]
+
+    def sum_over_ranks(self, values: Sequence[float]) -> list[float]:
+        """Element-wise sum of every rank's ``values`` (float64), returned on every rank."""
+        if not self.in_group:
+            return [float(v) for v in values]
+        tensor = torch.tensor(list(values), dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor.tolist()
+
+
+def under_torchrun(env: Mapping[str, str] = os.environ) -> bool:
+    """Whether this process was started by torchrun (or another launcher that sets its variables)."""
+    return all(name in env for name in TORCHRUN_VARIABLES)
+
+
+def device_for(local_rank: int) -> torch.device:
+    """GPU ``local_rank`` when there are GPUs, else the CPU (every CPU process shares it)."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    if local_rank >= torch.cuda.device_count():
+        raise UserError(f"process {local_rank} on this machine has no GPU of its own "
+                        f"({torch.cuda.device_count()} visible); lower distributed.processes")
+    return torch.device("cuda", local_rank)
+
+
+def backend_for(device: torch.device) -> str:
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+@contextmanager
+def process_group(env: Mapping[str, str] = os.environ) -> Iterator[DistributedRun]:
+    """This process's :class:`DistributedRun`; under torchrun, joined to the process group until exit."""
+    if not under_torchrun(env):
+        yield DistributedRun(device=device_for(0))
+        return
+    rank, world_size, local_rank = int(env["RANK"]), int(env["WORLD_SIZE"]), int(env["LOCAL_RANK"])
+    device = device_for(local_rank)
+    backend = backend_for(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend=backend, rank=rank, world_size=world_size,
+                            device_id=device if device.type == "cuda" else None)
+    try:
+        yield DistributedRun(rank, world_size, local_rank, device, backend)
+    finally:
+        dist.destroy_process_group()
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """A seed per rank for the random draws inside the model (dropout): rank 0 keeps ``seed``, so a
+    single-process run is unchanged; other ranks get independent streams rather than copies of rank 0's."""
+    if rank == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, rank]).generate_state(1, np.uint32)[0])
+
+
+@dataclass(frozen=True)
+class DistributedSettings:
+    """params.yaml's ``distributed`` section; without one, a single process."""
+
+    processes: int = 1  # processes per stage, one per GPU (gloo processes on CPU when there is no GPU)
+    sync_batchnorm: bool = False  # training: BatchNorm statistics over the whole batch (GPUs only)
+
+    @classmethod
+    def from_params(cls, params: Params) -> "DistributedSettings":
+        return cls(processes=params.get("distributed.processes", int, positive, default=1),
+                   sync_batchnorm=params.get("distributed.sync_batchnorm", bool, default=False))
+
+    def check_sync_batchnorm(self) -> None:
+        """Refuse synchronised BatchNorm over several CPU processes (torch implements it for GPUs only)."""
+        if self.sync_batchnorm and self.processes > 1 and not torch.cuda.is_available():
+            raise UserError("distributed.sync_batchnorm needs GPUs (torch synchronises BatchNorm on GPUs only); "
+                            "set it to false for several CPU processes")
+
+
+def torchrun_command(processes: int, stage_args: Sequence[str]) -> list[str]:
+    """The command that runs ``dars <stage_args>`` as ``processes`` processes on this machine."""
+    # --standalone: a rendezvous on a free local port, so concurrent runs never collide.
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+            "-m", "stages.cli", *stage_args]
+
+
+def relaunch_under_torchrun(processes: int, stage_args: Sequence[str]) -> bool:
+    """Run ``dars <stage_args>`` as ``processes`` processes when more than one is asked for and this process
+    is not already one of them. Returns True when it did (the caller has nothing left to do), False when
+    this process should do the work itself. Raises UserError if a process failed (its own message, and
+    torchrun's report, come before).
+    """
+    if processes == 1 or under_torchrun():
+        return False
+    if torch.cuda.is_available() and processes > torch.cuda.device_count():
+        raise UserError(f"distributed.processes is {processes} but this machine has "
+                        f"{torch.cuda.device_count()} GPU(s); use at most one process per GPU")
+    command = torchrun_command(processes, stage_args)
+    env = dict(os.environ)
+    # torchrun would give each process 1 CPU thread; share the cores instead (a value set by the user wins).
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
+    # `-m stages.cli` must find this checkout's stages even when the stage was started from elsewhere.
+    checkout = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([checkout, *filter(None, [env.get("PYTHONPATH")])])
+    print(f"running {processes} processes: {shlex.join(command)}", flush=True)
+    launcher = subprocess.Popen(command, env=env)
+    try:
+        status = launcher.wait()
+    except BaseException:  # e.g. Ctrl-C: torchrun stops its processes on SIGTERM (a SIGKILL would orphan them)
+        launcher.terminate()
+        launcher.wait()
+        raise
+    if status != 0:
+        raise UserError(f"the {processes}-process run failed (torchrun exit status {status}); "
+                        "the failing process's own error is above torchrun's report")
+    return True

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 import typer
 
+import pipeline_lib
 from pipeline_lib.checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from pipeline_lib.config import BASELINE_ROUND, RoundPaths, round_schedule, train_config
 from pipeline_lib.datasets import load_spec, read_split
@@ -87,7 +88,10 @@ def train_in_process(run: DistributedRun, p: Params, config: TrainConfig, sync_b
         # Batch statistics differ with the number of processes; a single-process run keeps its old fingerprint.
         provenance["distributed"] = {"processes": run.world_size, "backend": run.backend,
                                      "sync_batchnorm": sync_batchnorm}
-    fingerprint = hashlib.sha256(json.dumps(provenance, sort_keys=True, default=str).encode()).hexdigest()
+    # A resume state is only valid for the same inputs, settings and code.
+    code = hashlib.sha256(b"".join(f.read_bytes() for f in sorted(Path(pipeline_lib.__file__).parent.glob("*.py"))))
+    fingerprint = hashlib.sha256(json.dumps({**provenance, "code": code.hexdigest()}, sort_keys=True,
+                                            default=str).encode()).hexdigest()
     if run.is_main:
         where = f"{run.world_size} × {run.device.type} ({run.backend})" if run.world_size > 1 else str(run.device)
         typer.echo(f"training {round_name}: {arch} on {where}, {config.iterations} iterations, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 
@@ -15,6 +16,9 @@ from hypothesis import strategies as st
 from pipeline_lib.confidence_histogram import ConfidenceHistogram
 from pipeline_lib.errors import UserError
 from pipeline_lib.pseudo_label import (
+    _MIN_UPSAMPLED_EXTENT,
+    _SUM_ALIGN_PIXELS,
+    BAND_ROWS,
     METHODS,
     ClassThresholds,
     assign_pseudo_labels,
@@ -24,6 +28,8 @@ from pipeline_lib.pseudo_label import (
     target_counts,
     thresholds_by_sorting,
     upsample_logits,
+    _max_softmax_and_argmax,
+    _row_bands,
     validate_labeling_ratio,
 )
 
@@ -380,3 +386,139 @@ def test_gpu_logits_give_the_cpu_result():
     gpu_confidence, gpu_prediction = confidence_and_prediction(logits.cuda(), (12, 14), 1.5)
     np.testing.assert_array_equal(gpu_prediction, cpu_prediction)
     np.testing.assert_allclose(gpu_confidence.astype(np.float32), cpu_confidence.astype(np.float32), rtol=2**-10)
+
+
+def whole_image_confidence_and_prediction(logits: np.ndarray, size: tuple[int, int],
+                                          temperature: float) -> tuple[np.ndarray, np.ndarray]:
+    """The straightforward computation the banded one must equal bit for bit: upsample the whole image,
+    divide by T, max/argmax (ties to the lowest class), max softmax = 1 / sum exp(z - max) in float32."""
+    tensor = torch.from_numpy(logits).float()
+    if tuple(tensor.shape[1:]) != tuple(size):
+        tensor = F.interpolate(tensor[None], size=size, mode="bilinear", align_corners=False)[0]
+    tensor = tensor / temperature if temperature != 1.0 else tensor.clone()
+    top, prediction = tensor.max(dim=0)
+    confidence = (tensor - top).exp().sum(dim=0).reciprocal()
+    return confidence.numpy(), prediction.to(torch.uint8).numpy()
+
+
+def assert_same_bits(actual: np.ndarray, expected: np.ndarray) -> None:
+    view = {np.dtype(np.float16): np.uint16, np.dtype(np.float32): np.uint32}[expected.dtype]
+    assert actual.dtype == expected.dtype
+    np.testing.assert_array_equal(actual.view(view), expected.view(view))
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    # The bit-for-bit promise is made at one torch thread, as the pseudo-label stage runs on small
+    # machines; torch's own kernels may round differently when they split work between threads.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), num_classes=st.integers(1, 30), logit_height=st.integers(1, 48),
+       logit_width=st.integers(1, 48), geometry=st.sampled_from(["power_of_two", "any", "width_only"]),
+       factor=st.sampled_from([1, 2, 4, 8, 16]), width=st.integers(1, 300), tie_levels=st.sampled_from([None, 3, 7]),
+       temperature=st.sampled_from([1.0, 0.7, 2.5]), band_rows=st.sampled_from([1, 7, 16, 64]),
+       dtype=st.sampled_from([np.float16, np.float32, np.float64]))
+def test_banded_confidence_and_prediction_equal_the_whole_image_computation_bit_for_bit(
+        seed, num_classes, logit_height, logit_width, geometry, factor, width, tie_levels,
+        temperature, band_rows, dtype):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 3, (num_classes, logit_height, logit_width))
+    if tie_levels is not None:  # few distinct values: exact ties between classes, before and after upsampling
+        logits = rng.integers(0, tie_levels, logits.shape).astype(np.float64)
+    logits = logits.astype(dtype)
+    if geometry == "power_of_two":  # Cityscapes-like: label = 2^j x logits rows, any width
+        size = (logit_height * factor, width)
+    elif geometry == "width_only":
+        size = (logit_height, width)
+    else:  # non-integer scale factors
+        size = (int(rng.integers(1, 400)), width)
+    given_logits = logits.copy()
+    with one_torch_thread():
+        expected_confidence, expected_prediction = whole_image_confidence_and_prediction(logits, size, temperature)
+        # float32 confidences first: a float32 rounding difference seldom survives float16 rounding.
+        confidence32, prediction32 = _max_softmax_and_argmax(given_logits, size, temperature, band_rows,
+                                                            torch.float32)
+        confidence, prediction = confidence_and_prediction(given_logits, size, temperature, band_rows=band_rows)
+    assert_same_bits(confidence32.numpy(), expected_confidence)
+    np.testing.assert_array_equal(prediction32.numpy(), expected_prediction)
+    assert_same_bits(confidence, expected_confidence.astype(np.float16))
+    np.testing.assert_array_equal(prediction, expected_prediction)
+    np.testing.assert_array_equal(given_logits, logits)
+
+
+def test_banded_computation_at_cityscapes_geometry_equals_the_whole_image():
+    # Stride 8 into 2048-wide labels (a band start then needs no logit row above it), with ties.
+    logits = np.random.default_rng(3).integers(-4, 5, (19, 40, 256)).astype(np.float16)
+    logits[7] = logits[2]  # whole tied classes: the lower index must win
+    for temperature in (1.0, 1.3):
+        with one_torch_thread():
+            confidence, prediction = _max_softmax_and_argmax(logits, (320, 2048), temperature, BAND_ROWS,
+                                                             torch.float32)
+            expected_confidence, expected_prediction = whole_image_confidence_and_prediction(
+                logits, (320, 2048), temperature)
+        assert_same_bits(confidence.numpy(), expected_confidence)
+        np.testing.assert_array_equal(prediction.numpy(), expected_prediction)
+        assert not (prediction == 7).any()
+
+
+@pytest.mark.parametrize("logits_shape, label_size, band_rows", [
+    ((19, 24, 8), (192, 32), 16),  # bands narrower than 128 would use torch's other upsampling kernel
+    ((19, 32, 2), (256, 16), 64),  # a short last band joins the one above for the same reason
+    ((23, 20, 13), (160, 101), 1),  # odd width: band starts on multiples of the sum's block
+    ((23, 20, 13), (150, 37), 1),  # non-integer scale, odd width
+    ((11, 64, 16), (192, 192), 16),  # integer scale 3: coordinates change when rows shift, so not banded
+    ((5, 1, 1), (260, 1), 1),  # the last band holds the sum's leftover pixels
+    ((7, 300, 20), (300, 45), 32),  # same height: width-only upsampling
+    ((7, 100, 20), (100, 20), 32),  # no resizing at all
+])
+def test_banded_computation_equals_the_whole_image_in_corner_cases(logits_shape, label_size, band_rows):
+    logits = np.random.default_rng(1).normal(0, 3, logits_shape).astype(np.float32)
+    logits[-1] = logits[0]  # a whole class tied with class 0, which must win
+    with one_torch_thread():
+        confidence, prediction = _max_softmax_and_argmax(logits, label_size, 1.3, band_rows, torch.float32)
+        expected_confidence, expected_prediction = whole_image_confidence_and_prediction(logits, label_size, 1.3)
+    assert_same_bits(confidence.numpy(), expected_confidence)
+    np.testing.assert_array_equal(prediction.numpy(), expected_prediction)
+
+
+@pytest.mark.parametrize("logit_height, label_size, factor", [
+    (128, (1024, 2048), 8), (40, (320, 2048), 8), (25, (100, 250), 4), (14, (224, 37), 16), (30, (30, 511), 1),
+    (60, (120, 300), 2), (50, (333, 401), None), (7, (1000, 3), None), (3, (700, 1), None)])
+@pytest.mark.parametrize("band_rows", [1, 5, 64, 10_000])
+def test_row_bands_tile_the_label_and_meet_the_exactness_conditions(logit_height, label_size, factor, band_rows):
+    height, width = label_size
+    bands = _row_bands(label_size, logit_height, band_rows, factor)
+    assert bands[0].start == 0 and bands[-1].stop == height
+    assert all(a.stop == b.start for a, b in zip(bands, bands[1:])) and all(b.start < b.stop for b in bands)
+    # Band starts at multiples of the sum's block of pixels, and a last band of at least one block.
+    assert all(band.start * width % _SUM_ALIGN_PIXELS == 0 for band in bands)
+    assert len(bands) == 1 or (height - bands[-1].start) * width >= _SUM_ALIGN_PIXELS
+    if factor is None:
+        return
+    for band in bands:
+        rows = band.skip + band.stop - band.start
+        assert rows + width > 128  # torch's general bilinear kernel, that of a whole image of this size
+        assert rows + width >= _MIN_UPSAMPLED_EXTENT
+        assert factor == 1 or band.input_stop - band.input_start != rows  # not upsampled as a plain copy
+        assert band.start - band.skip == factor * band.input_start  # local rows are a whole number of logit rows
+        assert 0 <= band.skip < 2 * factor
+        # The logit rows read cover both bilinear neighbours of every label row of the band.
+        for y in (band.start, band.stop - 1):
+            source = max(0.0, (y + 0.5) / factor - 0.5)
+            assert band.input_start <= int(source) and min(int(source) + 2, logit_height) <= band.input_stop
+
+
+def test_confidence_and_prediction_nan_logits_give_nan_confidence_and_bad_band_rows_are_refused():
+    logits = np.zeros((3, 40, 40), np.float32)
+    logits[1, 20, 20] = np.nan
+    confidence, _ = confidence_and_prediction(logits, (320, 320))
+    assert np.isnan(confidence[160, 160]) and not np.isnan(confidence[0, 0])
+    with pytest.raises(ValueError, match="band_rows"):
+        confidence_and_prediction(logits, (320, 320), band_rows=0)

@@ -244,21 +244,27 @@ def _upsampled_band(tensor: torch.Tensor, band: _RowBand, width: int, factor: in
 
 
 def _softmax_max_into(band: torch.Tensor, temperature: float, confidence: torch.Tensor,
-                      prediction: torch.Tensor) -> None:
-    """Write max softmax and argmax (uint8) of ``band`` (C, rows, W) float32, which is overwritten."""
+                      prediction: torch.Tensor, few_ops: bool) -> None:
+    """Write max softmax and argmax (uint8) of ``band`` (C, rows, W) float32, which is overwritten.
+
+    ``few_ops`` takes torch's max(dim=0) for the argmax: one op, but slow on a CPU thread."""
     with torch.no_grad():
         if temperature != 1.0:
             band.div_(temperature)
-        top = band.amax(dim=0)
-        # argmax with ties to the lowest class = how many leading classes lie strictly below the max:
-        # three cheap passes per class, several times faster than torch's max(dim=0) with indices.
-        prediction.zero_()
-        all_below = torch.ones_like(top, dtype=torch.bool)
-        below = torch.empty_like(all_below)
-        for c in range(band.shape[0] - 1):
-            torch.lt(band[c], top, out=below)
-            all_below.logical_and_(below)
-            prediction.add_(all_below)
+        if few_ops:
+            top, argmax = band.max(dim=0)
+            prediction.copy_(argmax)
+        else:
+            top = band.amax(dim=0)
+            # argmax with ties to the lowest class = how many leading classes lie strictly below the
+            # max: three cheap passes per class, several times faster than max(dim=0) with indices.
+            prediction.zero_()
+            all_below = torch.ones_like(top, dtype=torch.bool)
+            below = torch.empty_like(all_below)
+            for c in range(band.shape[0] - 1):
+                torch.lt(band[c], top, out=below)
+                all_below.logical_and_(below)
+                prediction.add_(all_below)
         # max softmax = exp(0) / sum_c exp(z_c - max), in place: no softmax tensor.
         band.sub_(top).exp_()
         confidence.copy_(band.sum(dim=0).reciprocal_())
@@ -273,10 +279,11 @@ def confidence_and_prediction(logits: np.ndarray | torch.Tensor, label_size: tup
     softmaxed in float32. Ties in the argmax go to the lowest class index. Torch tensors are
     processed on their own device; the results are always numpy arrays.
 
-    The work is done ``band_rows`` label rows at a time (a speed knob only): the results equal, bit
-    for bit, the whole-image computation ``upsample_logits`` → ``/ temperature`` → max → exp(z − max)
-    → 1 / sum → float16 (with torch at one thread: torch's own kernels may round differently when
-    they split work between threads). NaN logits give NaN confidences, which the histogram refuses.
+    With torch at one thread (as the pseudo-label stage runs its workers) the work is done
+    ``band_rows`` label rows at a time, a speed knob only: the results equal, bit for bit, the
+    whole-image computation ``upsample_logits`` → ``/ temperature`` → max → exp(z − max) → 1 / sum →
+    float16, which is what runs with more torch threads or on a GPU. NaN logits give NaN confidences,
+    which the histogram refuses.
     """
     confidence, prediction = _max_softmax_and_argmax(logits, label_size, temperature, band_rows, torch.float16)
     return confidence.cpu().numpy(), prediction.cpu().numpy()
@@ -293,26 +300,29 @@ def _max_softmax_and_argmax(logits: np.ndarray | torch.Tensor, label_size: tuple
     tensor = _logits_tensor(logits)
     if not 1 <= tensor.shape[0] <= 255:
         raise ValueError(f"logits must have 1..255 classes (255 = ignore), got {tensor.shape[0]}")
-    on_cpu = tensor.device.type == "cpu"
-    factor = _power_of_two_factor(height, tensor.shape[1]) if on_cpu and height + width >= _MIN_UPSAMPLED_EXTENT \
+    # Bands mean many small torch ops; with intra-op threads each one waits on the other threads, which
+    # on busy cores costs a scheduler slice per op (measured: 10 s instead of 0.15 s per Cityscapes
+    # image on a loaded 2-core machine). So bands only at one torch thread; otherwise the whole image.
+    banded = tensor.device.type == "cpu" and torch.get_num_threads() == 1
+    factor = _power_of_two_factor(height, tensor.shape[1]) if banded and height + width >= _MIN_UPSAMPLED_EXTENT \
         else None
     confidence = torch.empty((height, width), dtype=confidence_dtype, device=tensor.device)
     prediction = torch.empty((height, width), dtype=torch.uint8, device=tensor.device)
     with torch.no_grad():
         if factor is None:
-            # Other scales are not exact under a shift of rows: upsample the whole image once. On a GPU
-            # one band is fastest too (bands only save CPU cache traffic).
+            # Not banded (several threads, a GPU), or a scale whose coordinates are not exact under a
+            # shift of rows: upsample the whole image at once; at one thread still softmax it by bands.
             upsampled = upsample_logits(tensor, (height, width))
-            bands = _row_bands((height, width), tensor.shape[1], band_rows, None) if on_cpu else [_RowBand(0, height)]
+            bands = _row_bands((height, width), tensor.shape[1], band_rows, None) if banded else [_RowBand(0, height)]
             for band in bands:
                 _softmax_max_into(upsampled[:, band.start:band.stop], temperature,
-                                  confidence[band.start:band.stop], prediction[band.start:band.stop])
+                                  confidence[band.start:band.stop], prediction[band.start:band.stop], not banded)
         else:
             bands = _row_bands((height, width), tensor.shape[1], band_rows, factor)
             workspace = torch.empty(tensor.shape[0] * max(b.skip + b.stop - b.start for b in bands) * width)
             for band in bands:
                 _softmax_max_into(_upsampled_band(tensor, band, width, factor, workspace), temperature,
-                                  confidence[band.start:band.stop], prediction[band.start:band.stop])
+                                  confidence[band.start:band.stop], prediction[band.start:band.stop], False)
     return confidence, prediction
 
 

@@ -408,15 +408,18 @@ def assert_same_bits(actual: np.ndarray, expected: np.ndarray) -> None:
 
 
 @contextlib.contextmanager
-def one_torch_thread():
-    # The bit-for-bit promise is made at one torch thread, as the pseudo-label stage runs on small
-    # machines; torch's own kernels may round differently when they split work between threads.
+def torch_threads(count: int):
     previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(count)
     try:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def one_torch_thread():
+    # Bands are used at one torch thread only (as the pseudo-label stage's workers run).
+    return torch_threads(1)
 
 
 @settings(max_examples=60, deadline=None)
@@ -466,6 +469,16 @@ def test_banded_computation_at_cityscapes_geometry_equals_the_whole_image():
         assert_same_bits(confidence.numpy(), expected_confidence)
         np.testing.assert_array_equal(prediction.numpy(), expected_prediction)
         assert not (prediction == 7).any()
+
+
+def test_with_several_torch_threads_the_result_is_the_whole_image_one():
+    logits = np.random.default_rng(4).normal(0, 3, (19, 40, 64)).astype(np.float16)
+    logits[5] = logits[1]
+    with torch_threads(2):
+        confidence, prediction = _max_softmax_and_argmax(logits, (320, 512), 1.3, 16, torch.float32)
+        expected_confidence, expected_prediction = whole_image_confidence_and_prediction(logits, (320, 512), 1.3)
+    assert_same_bits(confidence.numpy(), expected_confidence)
+    np.testing.assert_array_equal(prediction.numpy(), expected_prediction)
 
 
 @pytest.mark.parametrize("logits_shape, label_size, band_rows", [

@@ -1,12 +1,15 @@
 """Benchmark the streaming two-pass pseudo-label stage on a synthetic soft-prediction store.
 
     .venv/bin/python bench/bench_pseudo_label.py --scale small
+    .venv/bin/python bench/bench_pseudo_label.py --scale cityscapes --images 200 --profile   # medium
     .venv/bin/python bench/bench_pseudo_label.py --scale cityscapes --workers 2
 
 Builds a store of structured float16 logits at output stride 8 in a temporary directory (a few smooth
 templates plus per-image noise, so confidences spread over [1/C, 1] like a real model's), then runs
 ``run_pseudo_labeling`` in a fresh child process and prints wall time, pixels/s, the child's peak RSS,
-store sizes and file counts. ``--profile`` also times the per-image steps on one image.
+store sizes and file counts. ``--profile`` also times the per-image steps on one image, at one torch
+thread (confidence_and_prediction by bands of rows, as the stage's workers run on small machines) and at
+two (the whole-image computation). The stage's CPU seconds per image are the load-independent figure.
 """
 
 from __future__ import annotations

@@ -96,7 +96,11 @@ def _check_shares(labeled_shares: np.ndarray, class_names: Sequence[str]) -> np.
 
 @contextmanager
 def _thread_pool(workers: int) -> Iterator[ThreadPoolExecutor]:
-    """A pool of ``workers`` threads, with torch's own intra-op threads sharing the cores between them."""
+    """A pool of ``workers`` threads, with torch's own intra-op threads sharing the cores between them.
+
+    With at least as many workers as cores each runs torch at one thread, where confidence_and_prediction
+    works by bands of rows (half the CPU time of the whole-image computation it runs with more threads).
+    """
     import torch
 
     previous = torch.get_num_threads()

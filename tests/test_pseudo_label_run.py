@@ -190,3 +190,20 @@ def test_kl_divergence():
     missing_class = kl_divergence(shares, np.array([50, 30, 0, 0]))
     assert np.isfinite(missing_class)
     assert missing_class > 0.2 * np.log(0.2 / KL_EPSILON) - 1
+
+
+def test_banded_workers_write_the_bytes_of_whole_image_ones(tmp_path, monkeypatch):
+    # Labels large enough for banded upsampling (stride 8; and one size off the stride's multiple). On a
+    # 2-core machine, 1 worker runs torch at 2 threads (whole image) and 2 or 3 workers at 1 (bands).
+    logit_sizes, label_sizes = [(40, 32), (36, 40), (13, 20)], [(320, 256), (288, 320), (100, 157)]
+    rng = np.random.default_rng(5)
+    logits = [rng.normal(0, 2.5, (len(CLASSES), h, w)).astype(np.float16) for h, w in logit_sizes]
+    logits[0][3] = logits[0][1]  # a tied class
+    path = tmp_path / "logits.zarr"
+    write_logits_store(path, ["a", "b", "c"], label_sizes, logit_sizes, CLASSES, lambda i: logits[i],
+                       {"output_stride": 8, "checkpoint_sha256": "b" * 64, "model_arch": "toy", "split": "unlabeled"},
+                       images_per_shard=2)
+    monkeypatch.setattr("pipeline_lib.pseudo_label_run.os.cpu_count", lambda: 2)
+    for workers in (1, 2, 3):
+        run(path, tmp_path / f"w{workers}", method="dars", workers=workers, temperature=1.3)
+    assert output_bytes(tmp_path / "w2") == output_bytes(tmp_path / "w1") == output_bytes(tmp_path / "w3")

@@ -69,7 +69,7 @@ def format_table(title: str, rows: list[tuple[str, list[dict]]], class_names: li
     ``rows`` pairs a label with one metrics dict per seed (keys ``iou.<class>``, ``tail_miou``, ``miou``);
     ``baseline`` holds the supervised model's metrics per seed, for the gain column.
     """
-    header = ["method", *[name[:6] for name in class_names], "tail mIoU", "mIoU", "gain"]
+    header = ["method", *class_names, "tail mIoU", "mIoU", "gain"]
     lines = [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     base_miou = [m.get("miou") for m in baseline if m.get("miou") is not None]
     base_mean = _mean_std([v * 100 for v in base_miou])[0] if base_miou else None

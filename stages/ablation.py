@@ -35,10 +35,19 @@ def _seeds(text: str) -> list[int]:
         raise UserError(f"--seeds must be comma-separated integers, got {text!r}") from None
 
 
-def _existing_experiments() -> set[str]:
+# Experiments hang off the commit they were queued from; look a few commits back so that committing
+# (say, the README) after queueing does not hide them.
+COMMITS_SEARCHED = 20
+
+
+def _experiment_records() -> dict[str, dict]:
     import dvc.api
 
-    return {r.get("Experiment") for r in dvc.api.exp_show() if r.get("Experiment")}
+    return {r["Experiment"]: r for r in dvc.api.exp_show(num=COMMITS_SEARCHED) if r.get("Experiment")}
+
+
+def _existing_experiments() -> set[str]:
+    return set(_experiment_records())
 
 
 def _dvc(*args: str) -> None:
@@ -68,7 +77,7 @@ def run(variants: str = typer.Option(",".join(PAPER_VARIANTS), help=VARIANTS_HEL
     """Queue the grid, run the queue (one job at a time), then print and save the table."""
     queue(variants, seeds)
     _dvc("exp", "run", "--run-all", "-j", "1")
-    table(variants, seeds, out)
+    table(variants, seeds, out, Path("params.yaml"), Path("data/prepared"))
 
 
 def table(variants: str = typer.Option(",".join(PAPER_VARIANTS), help=VARIANTS_HELP),
@@ -78,13 +87,11 @@ def table(variants: str = typer.Option(",".join(PAPER_VARIANTS), help=VARIANTS_H
           prepared: Path = typer.Option(Path("data/prepared"), help="Prepared dataset (for class names)."),
           ) -> None:
     """Print per-class IoU, tail mIoU, mIoU and gain over the baseline for each finished experiment."""
-    import dvc.api
-
     rounds = list(round_schedule(Params.load(params)))
     if not rounds:
         raise UserError(f"{params}: no self-training rounds are defined under 'rounds'")
     class_names = list(load_spec(prepared).classes.names)
-    records = {r.get("Experiment"): r for r in dvc.api.exp_show() if r.get("Experiment")}
+    records = _experiment_records()
     seed_list, variant_list = _seeds(seeds), _variants(variants)
     missing = [v.experiment_name(s) for v in variant_list for s in seed_list if v.experiment_name(s) not in records]
     if len(missing) == len(variant_list) * len(seed_list):

@@ -27,7 +27,15 @@ case "${1:-}" in
     ensure_env
     shift
     dvc repro "$@"
-    dvc metrics show
+    # A compact summary; `dvc metrics show` has every per-class value.
+    python - <<'PY'
+import json, pathlib
+print(f"{'round':6} {'mIoU':>6} {'tail':>6} {'head':>6}")
+for path in sorted(pathlib.Path("outputs").glob("r*/metrics.json")):
+    m = json.loads(path.read_text())
+    cells = [f"{100 * m[k]:6.1f}" if m.get(k) is not None else "     –" for k in ("miou", "tail_miou", "head_miou")]
+    print(f"{path.parent.name:6}", *cells)
+PY
     ;;
   test)
     ensure_env

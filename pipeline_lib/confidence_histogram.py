@@ -46,12 +46,7 @@ class ConfidenceHistogram:
 
     def add(self, confidence: np.ndarray, prediction: np.ndarray) -> None:
         """Count one image (or any batch of pixels): float16 confidences, integer predictions."""
-        confidence = np.asarray(confidence)
-        prediction = np.asarray(prediction)
-        if confidence.dtype != np.float16:
-            raise ValueError(f"confidence must be float16, got {confidence.dtype}")
-        if confidence.shape != prediction.shape:
-            raise ValueError(f"confidence shape {confidence.shape} differs from prediction shape {prediction.shape}")
+        confidence, prediction = checked_pair(confidence, prediction)
         if not np.issubdtype(prediction.dtype, np.integer):
             raise ValueError(f"prediction must be an integer array, got {prediction.dtype}")
         if confidence.size == 0:
@@ -113,3 +108,14 @@ class ConfidenceHistogram:
         if value <= 0:
             return int(row.sum())
         return int(row[smallest_bits_at_or_above(value):].sum())
+
+
+def checked_pair(confidence: np.ndarray, prediction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(confidence, prediction)`` as arrays, refusing non-float16 confidences or mismatched shapes."""
+    confidence = np.asarray(confidence)
+    prediction = np.asarray(prediction)
+    if confidence.dtype != np.float16:
+        raise ValueError(f"confidence must be float16, got {confidence.dtype}")
+    if confidence.shape != prediction.shape:
+        raise ValueError(f"confidence shape {confidence.shape} differs from prediction shape {prediction.shape}")
+    return confidence, prediction

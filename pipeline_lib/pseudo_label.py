@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .classes import IGNORE_INDEX
-from .confidence_histogram import ConfidenceHistogram
+from .confidence_histogram import ConfidenceHistogram, checked_pair
 from .errors import UserError
 
 METHODS: tuple[str, ...] = ("st", "cbst", "da", "dars")
@@ -462,12 +462,7 @@ def assign_pseudo_labels(confidence: np.ndarray, prediction: np.ndarray, thresho
     For DARS the random dropping draws from a generator seeded by (seed, image_index), so the result
     does not depend on the order in which images are processed or on the number of workers.
     """
-    confidence = np.asarray(confidence)
-    prediction = np.asarray(prediction)
-    if confidence.dtype != np.float16:
-        raise ValueError(f"confidence must be float16, got {confidence.dtype}")
-    if confidence.shape != prediction.shape:
-        raise ValueError(f"confidence shape {confidence.shape} differs from prediction shape {prediction.shape}")
+    confidence, prediction = checked_pair(confidence, prediction)
     num_classes = thresholds.threshold.size
     if prediction.size and (int(prediction.min()) < 0 or int(prediction.max()) >= num_classes):
         raise ValueError(f"prediction values must be in 0..{num_classes - 1}")

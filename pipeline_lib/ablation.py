@@ -1,7 +1,8 @@
 """The paper's Table 4 ablation on the current dataset: experiment names, their -S overrides, and the table.
 
-Each variant is a pseudo-labelling method with or without temperature scaling ("cbst+ts"); each runs as a
-DVC experiment named ``<method>[-ts]-s<seed>``. The table reads the experiments' metrics files: the first
+Each variant is a pseudo-labelling method with or without temperature scaling ("cbst+ts"), or the
+labelled-only control ("supervised": every round's iterations without pseudo labels, which tells the pseudo
+labels' gain from that of training longer); each runs as a DVC experiment named ``<variant>[-ts]-s<seed>``. The table reads the experiments' metrics files: the first
 round (k = 1) and the last round (iterative training), against the supervised baseline (round r0).
 """
 
@@ -14,6 +15,7 @@ from .errors import UserError
 from .pseudo_label import METHODS
 
 PAPER_VARIANTS = ("st", "st+ts", "cbst", "cbst+ts", "da+ts", "dars")
+CONTROL = "supervised"
 
 
 @dataclass(frozen=True)
@@ -24,12 +26,17 @@ class Variant:
     @classmethod
     def parse(cls, text: str) -> "Variant":
         method, _, suffix = text.strip().lower().partition("+")
+        if method == CONTROL and not suffix:
+            return cls(CONTROL, False)
         if method not in METHODS or suffix not in ("", "ts"):
-            raise UserError(f"unknown variant {text!r}; use a method ({', '.join(METHODS)}) optionally with '+ts'")
+            raise UserError(f"unknown variant {text!r}; use a method ({', '.join(METHODS)}) optionally with "
+                            f"'+ts', or {CONTROL!r} (the labelled-only control)")
         return cls(method, suffix == "ts")
 
     @property
     def label(self) -> str:
+        if self.method == CONTROL:
+            return "labelled only, same iterations"
         return self.method.upper() + ("+TS" if self.temperature_scaling else "")
 
     def experiment_name(self, seed: int) -> str:
@@ -37,9 +44,11 @@ class Variant:
 
     def overrides(self, seed: int) -> list[str]:
         """``dvc exp run -S`` arguments for this variant and seed."""
+        seeds = ["-S", f"seed={seed}", "-S", f"pseudo_label.seed={seed}"]
+        if self.method == CONTROL:
+            return ["-S", "self_training.pseudo_fraction=0", *seeds]
         return ["-S", f"pseudo_label.method={self.method}",
-                "-S", f"pseudo_label.temperature_scaling={str(self.temperature_scaling).lower()}",
-                "-S", f"seed={seed}", "-S", f"pseudo_label.seed={seed}"]
+                "-S", f"pseudo_label.temperature_scaling={str(self.temperature_scaling).lower()}", *seeds]
 
 
 def metric_columns(record: dict, metrics_file: str) -> dict:

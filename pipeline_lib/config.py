@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
-from .params import Params, fraction, non_negative, one_of, open_fraction, positive
+from .params import Params, fraction, fraction_below_one, non_negative, one_of, positive
 from .training import TrainConfig
 
 BASELINE_ROUND = "r0"  # the supervised model trained on the labelled split only
@@ -97,7 +97,7 @@ def train_config(params: Params, round_name: str) -> TrainConfig:
         aux_weight=get("train.aux_weight", float, non_negative),
         labeled_aug_strength=labeled_strength,
         pseudo_aug_strength=labeled_strength if is_baseline else round_schedule(params)[round_name].aug_strength,
-        pseudo_fraction=0.0 if is_baseline else get("self_training.pseudo_fraction", float, open_fraction),
+        pseudo_fraction=0.0 if is_baseline else get("self_training.pseudo_fraction", float, fraction_below_one),
         checkpoint_every=get("train.checkpoint_every", int, positive),
         log_every=get("train.log_every", int, positive),
         num_workers=get("train.num_workers", int, non_negative),

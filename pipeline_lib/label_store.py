@@ -22,8 +22,8 @@ from zarr.codecs import ZstdCodec
 from .atomic import atomic_path
 from .classes import IGNORE_INDEX
 from .errors import UserError
-from .sharded_stack import (StoreLike, check_same_ids, check_sizes, create_stack, describe_store, iter_stack_blocks,
-                            max_size, open_group_readonly, require_attrs, write_stack)
+from .sharded_stack import (StoreLike, check_same_ids, check_sizes, create_stack, iter_stack_blocks, max_size,
+                            open_stack, write_stack)
 
 FORMAT_VERSION = 1
 KIND = "pseudo-label store"
@@ -85,16 +85,8 @@ class PseudoLabelStore:
     def open(cls, store: StoreLike, expect_classes: Sequence[str] | None = None,
              expect_image_ids: Sequence[str] | None = None) -> "PseudoLabelStore":
         """Open a store (a path or any zarr store), refusing with UserError when it does not fit."""
-        where = describe_store(store)
-        group = open_group_readonly(store, KIND)
-        attrs = dict(group.attrs)
-        require_attrs(attrs, REQUIRED_ATTRS, where, KIND)
-        if attrs["format_version"] != FORMAT_VERSION:
-            raise UserError(f"{where}: {KIND} format version {attrs['format_version']!r}, this code reads "
-                            f"version {FORMAT_VERSION}; rerun the pseudo-label stage")
-        if ARRAY not in group or not isinstance(group[ARRAY], zarr.Array):
-            raise UserError(f"{where}: not a {KIND} (no '{ARRAY}' array)")
-        opened = cls(group, group[ARRAY], where)
+        group, array, where = open_stack(store, KIND, ARRAY, REQUIRED_ATTRS, FORMAT_VERSION, "pseudo-label")
+        opened = cls(group, array, where)
         shape = tuple(opened._array.shape)
         if len(shape) != 3 or shape[0] != len(opened.image_ids) or opened._array.dtype != np.uint8:
             raise UserError(f"{where}: array '{ARRAY}' is {opened._array.dtype} of shape {shape}, expected uint8 "

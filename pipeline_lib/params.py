@@ -91,6 +91,11 @@ def fraction(value: float) -> str | None:
     return None if 0 < value <= 1 else "must be in (0, 1]"
 
 
+def fraction_below_one(value: float) -> str | None:
+    """In [0, 1)."""
+    return None if 0 <= value < 1 else "must be in [0, 1)"
+
+
 def open_fraction(value: float) -> str | None:
     """In (0, 1)."""
     return None if 0 < value < 1 else "must be in (0, 1)"

@@ -57,6 +57,25 @@ def require_attrs(attrs: dict[str, Any], keys: Sequence[str], where: str, kind: 
         raise UserError(f"{where}: not a {kind} (attributes missing: {', '.join(missing)})")
 
 
+def open_stack(store: StoreLike, kind: str, array_name: str, required_attrs: Sequence[str],
+               format_version: int, producer: str) -> tuple[zarr.Group, zarr.Array, str]:
+    """Open a stage store read-only: its group, its stacked array and a name for messages.
+
+    Raises UserError naming the store when it is not a ``kind`` (no group, attributes or array) or has
+    another format version than ``format_version`` (then ``producer``, the stage that writes it, must rerun).
+    """
+    where = describe_store(store)
+    group = open_group_readonly(store, kind)
+    attrs = dict(group.attrs)
+    require_attrs(attrs, required_attrs, where, kind)
+    if attrs["format_version"] != format_version:
+        raise UserError(f"{where}: {kind} format version {attrs['format_version']!r}, this code reads "
+                        f"version {format_version}; rerun the {producer} stage")
+    if array_name not in group or not isinstance(group[array_name], zarr.Array):
+        raise UserError(f"{where}: not a {kind} (no '{array_name}' array)")
+    return group, group[array_name], where
+
+
 def create_stack(group: zarr.Group, name: str, count: int, lead_shape: tuple[int, ...],
                  max_size: tuple[int, int], dtype: str, fill_value: int | float, images_per_shard: int,
                  compressor: Any) -> zarr.Array:

@@ -22,8 +22,8 @@ from zarr.codecs import BloscCodec
 
 from .errors import UserError
 from .sharded_stack import (SingleWriter, StoreLike, StoreWriters, atomic_store_dir, check_same_ids, check_sizes,
-                            create_stack, describe_store, iter_stack_blocks, max_size, open_group_readonly,
-                            require_attrs, shard_images, shards_of_writer, write_stack)
+                            create_stack, iter_stack_blocks, max_size, open_stack, shard_images, shards_of_writer,
+                            write_stack)
 
 FORMAT_VERSION = 1
 KIND = "soft-prediction store"
@@ -108,23 +108,15 @@ class LogitsStore:
         Raises UserError naming the store when it is not one, has another format version, other classes,
         other images than ``expect_image_ids``, or was made by another checkpoint than ``expect_checkpoint``.
         """
-        where = describe_store(store)
-        group = open_group_readonly(store, KIND)
-        attrs = dict(group.attrs)
-        require_attrs(attrs, REQUIRED_ATTRS, where, KIND)
-        if attrs["format_version"] != FORMAT_VERSION:
-            raise UserError(f"{where}: {KIND} format version {attrs['format_version']!r}, this code reads "
-                            f"version {FORMAT_VERSION}; rerun the predict stage")
-        if ARRAY not in group or not isinstance(group[ARRAY], zarr.Array):
-            raise UserError(f"{where}: not a {KIND} (no '{ARRAY}' array)")
-        store_obj = cls(group, group[ARRAY], where)
+        group, array, where = open_stack(store, KIND, ARRAY, REQUIRED_ATTRS, FORMAT_VERSION, "infer")
+        store_obj = cls(group, array, where)
         store_obj._check_array()
         if expect_classes is not None:
             _check_classes(store_obj.class_names, list(expect_classes), where)
-        if expect_checkpoint is not None and attrs["checkpoint_sha256"] != expect_checkpoint:
+        if expect_checkpoint is not None and store_obj.attrs["checkpoint_sha256"] != expect_checkpoint:
             raise UserError(f"{where}: store was made by another model (checkpoint sha256 "
-                            f"{str(attrs['checkpoint_sha256'])[:12]}…, expected {expect_checkpoint[:12]}…); "
-                            "rerun the predict stage")
+                            f"{str(store_obj.attrs['checkpoint_sha256'])[:12]}…, expected {expect_checkpoint[:12]}…); "
+                            "rerun the infer stage")
         if expect_image_ids is not None:
             check_same_ids(store_obj.image_ids, expect_image_ids, where, "its image list")
         return store_obj

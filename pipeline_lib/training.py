@@ -43,7 +43,9 @@ class TrainConfig:
     aux_weight: float
     labeled_aug_strength: float
     pseudo_aug_strength: float
-    pseudo_fraction: float  # share of each batch taken from pseudo-labelled images (0 in round 0)
+    # Share of each batch taken from pseudo-labelled images: 0 in round 0, and in a self-training round
+    # the labelled-only control (the same schedule and iterations without pseudo labels).
+    pseudo_fraction: float
     checkpoint_every: int
     log_every: int
     num_workers: int

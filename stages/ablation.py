@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from pipeline_lib.ablation import PAPER_VARIANTS, Variant, format_table, metric_columns
+from pipeline_lib.ablation import CONTROL, PAPER_VARIANTS, Variant, format_table, metric_columns
 from pipeline_lib.atomic import write_text
 from pipeline_lib.config import BASELINE_ROUND, RoundPaths, round_schedule
 from pipeline_lib.datasets import load_spec
@@ -20,8 +20,9 @@ from . import reports_user_errors
 app = typer.Typer(help="Run the paper's ablation grid as DVC experiments and print a Table-4-style comparison.",
                   no_args_is_help=True)
 
-VARIANTS_HELP = f"Comma-separated variants: method[+ts] with method in st, cbst, da, dars. Default: the paper's " \
-                f"Table 4 rows {','.join(PAPER_VARIANTS)}."
+VARIANTS_HELP = f"Comma-separated variants: method[+ts] with method in st, cbst, da, dars, or {CONTROL} (the " \
+                f"rounds' iterations on labelled images only). Default: the paper's Table 4 rows " \
+                f"{','.join(PAPER_VARIANTS)}."
 
 
 def _variants(text: str) -> list[Variant]:

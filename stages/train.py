@@ -76,13 +76,17 @@ def train_in_process(run: DistributedRun, p: Params, config: TrainConfig, sync_b
             arch = teacher_checkpoint["arch"]
         else:
             model = build_model(arch, len(class_names), p.get("model.pretrained_backbone", str, default=None))
-        pseudo = TrainingImages(read_split(prepared, "unlabeled", spec), spec, config.pseudo_aug_strength,
-                                config.crop_size, pseudo_label_store=paths.pseudo_labels)
-        store_metadata = paths.pseudo_labels / "zarr.json"  # attributes: method, α, seed, thresholds, teacher
-        if not store_metadata.is_file():
-            raise UserError(f"{paths.pseudo_labels}: pseudo labels not found; run `dvc repro pseudo_label@{round_name}`")
-        provenance.update(teacher=schedule.teacher, init=schedule.init, teacher_sha256=file_sha256(teacher),
-                          pseudo_labels_sha256=file_sha256(store_metadata))
+        provenance.update(teacher=schedule.teacher, init=schedule.init, teacher_sha256=file_sha256(teacher))
+        if config.pseudo_fraction > 0:
+            pseudo = TrainingImages(read_split(prepared, "unlabeled", spec), spec, config.pseudo_aug_strength,
+                                    config.crop_size, pseudo_label_store=paths.pseudo_labels)
+            store_metadata = paths.pseudo_labels / "zarr.json"  # attributes: method, α, seed, thresholds, teacher
+            if not store_metadata.is_file():
+                raise UserError(f"{paths.pseudo_labels}: pseudo labels not found; "
+                                f"run `dvc repro pseudo_label@{round_name}`")
+            provenance["pseudo_labels_sha256"] = file_sha256(store_metadata)
+        # else: the labelled-only control (self_training.pseudo_fraction = 0): this round's schedule and
+        # iterations without pseudo labels, to tell their gain from that of training longer.
 
     if run.world_size > 1:
         # Batch statistics differ with the number of processes; a single-process run keeps its old fingerprint.

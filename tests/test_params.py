@@ -46,6 +46,15 @@ def test_bad_values_name_key_and_value(key, value, message):
         train_config(Params(data), "r0")
 
 
+def test_pseudo_fraction_zero_is_the_labelled_only_control():
+    data = default_params()
+    data["self_training"]["pseudo_fraction"] = 0
+    assert train_config(Params(data), "r1").pseudo_fraction == 0.0
+    data["self_training"]["pseudo_fraction"] = 1.0
+    with pytest.raises(UserError, match=r"'self_training.pseudo_fraction' must be in \[0, 1\), got 1.0"):
+        train_config(Params(data), "r1")
+
+
 def test_round_errors():
     data = default_params()
     data["rounds"]["r2"]["teacher"] = "r5"

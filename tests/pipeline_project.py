@@ -18,6 +18,7 @@ TINY_PARAMS = {
     "train": {"iterations": 4, "batch_size": 2, "crop_size": 64, "checkpoint_every": 2, "log_every": 2,
               "num_workers": 0},
     "inference": {"images_per_shard": 4},
+    "rounds": {"r1": {"iterations": 4}, "r2": {"iterations": 4}},
 }
 
 

@@ -128,3 +128,34 @@ def test_loss_ignores_255_and_adds_aux():
     with_aux = segmentation_loss({"out": logits, "aux": logits}, target, aux_weight=0.4)
     assert only_main.item() == pytest.approx(torch.log(1 + 2 * torch.exp(torch.tensor(-5.0))).item(), rel=1e-4)
     assert with_aux.item() == pytest.approx(1.4 * only_main.item(), rel=1e-5)
+
+
+def test_labelled_only_control_round_needs_no_pseudo_labels(prepared, tmp_path):
+    """self_training.pseudo_fraction = 0 trains a round on labelled images only; > 0 needs its pseudo labels."""
+    import yaml
+
+    from pipeline_lib.checkpoint import load_checkpoint, save_checkpoint
+    from pipeline_lib.errors import UserError
+    from pipeline_project import REPO, TINY_PARAMS, deep_update
+    from stages.train import train
+
+    spec = load_spec(prepared)
+    outputs = tmp_path / "outputs"
+    torch.manual_seed(0)
+    save_checkpoint(outputs / "r0" / "model.pt", build_model("lraspp_mobilenet_v3_large", spec.classes.num_classes),
+                    "lraspp_mobilenet_v3_large", list(spec.classes.names), {})
+    params = deep_update(yaml.safe_load((REPO / "params.yaml").read_text()), TINY_PARAMS)
+    args = dict(round_name="r1", params=tmp_path / "params.yaml", prepared=prepared, outputs=outputs,
+                resume_dir=tmp_path / "resume")
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(UserError, match="pseudo labels not found"):
+        train(**args)
+
+    params["self_training"]["pseudo_fraction"] = 0
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    train(**args)
+    _, checkpoint = load_checkpoint(outputs / "r1" / "model.pt")
+    assert checkpoint["provenance"]["teacher"] == "r0"
+    assert "pseudo_labels_sha256" not in checkpoint["provenance"]
+    assert checkpoint["provenance"]["train"]["pseudo_fraction"] == 0

@@ -2,8 +2,9 @@
 
 Each variant is a pseudo-labelling method with or without temperature scaling ("cbst+ts"), or the
 labelled-only control ("supervised": every round's iterations without pseudo labels, which tells the pseudo
-labels' gain from that of training longer); each runs as a DVC experiment named ``<variant>[-ts]-s<seed>``. The table reads the experiments' metrics files: the first
-round (k = 1) and the last round (iterative training), against the supervised baseline (round r0).
+labels' gain from that of training longer); each runs as a DVC experiment named ``<variant>[-ts]-s<seed>``.
+The table reads the experiments' metrics files: the first round (k = 1) and the last round (iterative
+training), against the supervised baseline (round r0).
 """
 
 from __future__ import annotations

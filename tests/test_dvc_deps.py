@@ -53,7 +53,8 @@ def import_closure(start: str) -> set[str]:
 
 
 def stages() -> dict[str, dict]:
-    return {name: stage.get("do", stage) for name, stage in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].items()}
+    declared = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    return {name: stage.get("do", stage) for name, stage in declared.items()}  # foreach stages: their template
 
 
 @pytest.mark.parametrize("name", sorted(stages()))

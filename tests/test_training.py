@@ -5,13 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from pipeline_lib import training
+from pipeline_lib.checkpoint import load_checkpoint, save_checkpoint
 from pipeline_lib.datasets import load_spec, read_split
+from pipeline_lib.errors import UserError
 from pipeline_lib.models import build_model
 from pipeline_lib.synthetic import prepare_synthetic
 from pipeline_lib.training import IterationBatches, TrainConfig, TrainingImages, segmentation_loss
 from pipeline_lib.transforms import augment, scale_range
+from pipeline_project import REPO, TINY_PARAMS, deep_update
+from stages.train import train as train_stage
 
 
 @pytest.fixture(scope="module")
@@ -132,13 +137,6 @@ def test_loss_ignores_255_and_adds_aux():
 
 def test_labelled_only_control_round_needs_no_pseudo_labels(prepared, tmp_path):
     """self_training.pseudo_fraction = 0 trains a round on labelled images only; > 0 needs its pseudo labels."""
-    import yaml
-
-    from pipeline_lib.checkpoint import load_checkpoint, save_checkpoint
-    from pipeline_lib.errors import UserError
-    from pipeline_project import REPO, TINY_PARAMS, deep_update
-    from stages.train import train
-
     spec = load_spec(prepared)
     outputs = tmp_path / "outputs"
     torch.manual_seed(0)
@@ -150,11 +148,11 @@ def test_labelled_only_control_round_needs_no_pseudo_labels(prepared, tmp_path):
 
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(UserError, match="pseudo labels not found"):
-        train(**args)
+        train_stage(**args)
 
     params["self_training"]["pseudo_fraction"] = 0
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    train(**args)
+    train_stage(**args)
     _, checkpoint = load_checkpoint(outputs / "r1" / "model.pt")
     assert checkpoint["provenance"]["teacher"] == "r0"
     assert "pseudo_labels_sha256" not in checkpoint["provenance"]

@@ -20,9 +20,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline_lib.classes import CITYSCAPES  # noqa: E402
-from pipeline_lib.inspection import blend_overlay, colorize_labels, confidence_to_rgb  # noqa: E402
-from pipeline_lib.pseudo_label import confidence_and_prediction  # noqa: E402
+from pipeline_lib.data.classes import CITYSCAPES  # noqa: E402
+from pipeline_lib.inspection.panels import blend_overlay, colorize_labels, confidence_to_rgb  # noqa: E402
+from pipeline_lib.pseudo_label.confidence import confidence_and_prediction
 from stages.inspect import PNG_COMPRESS_LEVEL  # noqa: E402
 
 

@@ -16,7 +16,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from pipeline_lib.models import ARCHITECTURES, build_model, parameter_groups
+from pipeline_lib.models.build import ARCHITECTURES, build_model, parameter_groups
 
 NUM_CLASSES = 19
 AUX_WEIGHT = 0.4

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline_lib.soft_store import write_logits_store  # noqa: E402
+from pipeline_lib.stores.logits_store import write_logits_store  # noqa: E402
 
 SCALES = {
     # images, classes, label (H, W), logits (h, w)
@@ -62,7 +62,7 @@ def tree_size(path: Path) -> tuple[int, int]:
 
 
 def _run_child(args: dict, queue: multiprocessing.Queue) -> None:
-    from pipeline_lib.pseudo_label_run import run_pseudo_labeling
+    from pipeline_lib.pseudo_label.run import run_pseudo_labeling
 
     start, cpu_start = time.perf_counter(), os.times()
     stats = run_pseudo_labeling(Path(args["store"]), Path(args["out"]), Path(args["stats"]), Path(args["plot"]),
@@ -76,9 +76,10 @@ def _run_child(args: dict, queue: multiprocessing.Queue) -> None:
 
 def profile_one_image(store_path: Path, method: str, ratio: float, shares: np.ndarray) -> None:
     """Time each per-image step once (after a warm-up) to see where pass 1 and pass 2 spend their time."""
-    from pipeline_lib.confidence_histogram import ConfidenceHistogram
-    from pipeline_lib.pseudo_label import assign_pseudo_labels, compute_thresholds, confidence_and_prediction
-    from pipeline_lib.soft_store import LogitsStore
+    from pipeline_lib.pseudo_label.confidence import confidence_and_prediction
+    from pipeline_lib.pseudo_label.histogram import ConfidenceHistogram
+    from pipeline_lib.pseudo_label.rules import assign_pseudo_labels, compute_thresholds
+    from pipeline_lib.stores.logits_store import LogitsStore
 
     store = LogitsStore.open(store_path)
     timings: dict[str, float] = {}

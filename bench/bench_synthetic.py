@@ -18,8 +18,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline_lib.classes import CITYSCAPES  # noqa: E402
-from pipeline_lib.synthetic import TARGET_SHARES, generate_scene  # noqa: E402
+from pipeline_lib.data.classes import CITYSCAPES  # noqa: E402
+from pipeline_lib.data.synthetic.classes import TARGET_SHARES  # noqa: E402
+from pipeline_lib.data.synthetic.scene import generate_scene  # noqa: E402
 
 
 def time_generation(size: tuple[int, int], images: int, repeats: int) -> float:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .errors import UserError
-from .pseudo_label import METHODS
+from pipeline_lib.errors import UserError
+from pipeline_lib.pseudo_label.rules import METHODS
 
 PAPER_VARIANTS = ("st", "st+ts", "cbst", "cbst+ts", "da+ts", "dars")
 CONTROL = "supervised"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
-from .params import Params, fraction, fraction_below_one, non_negative, one_of, positive
-from .training import TrainConfig
+from pipeline_lib.errors import UserError
+from pipeline_lib.params import Params, fraction, fraction_below_one, non_negative, one_of, positive
+from pipeline_lib.train.loop import TrainConfig
 
 BASELINE_ROUND = "r0"  # the supervised model trained on the labelled split only
 

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .errors import UserError
-from .params import Params, positive
+from pipeline_lib.errors import UserError
+from pipeline_lib.params import Params, positive
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 

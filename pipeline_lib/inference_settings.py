@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .params import Params, one_of, positive
+from pipeline_lib.params import Params, one_of, positive
 
 
 @dataclass(frozen=True)

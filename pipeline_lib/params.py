@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from .errors import UserError
+from pipeline_lib.errors import UserError
 
 _MISSING = object()
 

@@ -11,7 +11,7 @@ import typer
 from pipeline_lib.ablation import CONTROL, PAPER_VARIANTS, Variant, format_table, metric_columns
 from pipeline_lib.atomic import write_text
 from pipeline_lib.config import BASELINE_ROUND, RoundPaths, round_schedule
-from pipeline_lib.datasets import load_spec
+from pipeline_lib.data.prepared import load_spec
 from pipeline_lib.errors import UserError
 from pipeline_lib.params import Params
 

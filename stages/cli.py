@@ -34,7 +34,7 @@ app.add_typer(ablation_app, name="ablation")
 @app.command("models")
 def models() -> None:
     """List the model architectures model.arch accepts."""
-    from pipeline_lib.models import ARCHITECTURES
+    from pipeline_lib.models.build import ARCHITECTURES
 
     for arch in ARCHITECTURES:
         typer.echo(arch)

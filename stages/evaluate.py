@@ -7,14 +7,14 @@ from pathlib import Path
 import typer
 
 from pipeline_lib.atomic import write_json, write_text
-from pipeline_lib.checkpoint import load_checkpoint
 from pipeline_lib.config import BASELINE_ROUND, RoundPaths, check_round
-from pipeline_lib.datasets import load_class_distribution, load_spec, read_split
-from pipeline_lib.evaluation import evaluate as evaluate_model
+from pipeline_lib.data.prepared import load_class_distribution, load_spec, read_split
 from pipeline_lib.inference_settings import InferenceSettings
-from pipeline_lib.metrics import tail_classes_from_shares
+from pipeline_lib.models.checkpoint import load_checkpoint
 from pipeline_lib.params import Params, fraction
-from pipeline_lib.training import pick_device
+from pipeline_lib.predict.evaluation import evaluate as evaluate_model
+from pipeline_lib.predict.metrics import tail_classes_from_shares
+from pipeline_lib.train.loop import pick_device
 
 from . import run_standalone
 

@@ -8,16 +8,16 @@ import numpy as np
 import torch
 import typer
 
-from pipeline_lib.checkpoint import file_sha256, load_checkpoint
 from pipeline_lib.config import RoundPaths, round_schedule
-from pipeline_lib.datasets import DatasetSpec, Sample, image_size, load_image, load_spec, read_split
+from pipeline_lib.data.prepared import DatasetSpec, Sample, image_size, load_image, load_spec, read_split
+from pipeline_lib.data.transforms import normalize_image
 from pipeline_lib.distributed import DistributedRun, DistributedSettings, process_group, relaunch_under_torchrun
 from pipeline_lib.errors import UserError
-from pipeline_lib.inference import predict_logits
 from pipeline_lib.inference_settings import InferenceSettings
+from pipeline_lib.models.checkpoint import file_sha256, load_checkpoint
 from pipeline_lib.params import Params, positive
-from pipeline_lib.soft_store import write_logits_store
-from pipeline_lib.transforms import normalize_image
+from pipeline_lib.predict.inference import predict_logits
+from pipeline_lib.stores.logits_store import write_logits_store
 
 from . import run_standalone
 

@@ -13,15 +13,29 @@ import typer
 from PIL import Image
 from tqdm import tqdm
 
-from pipeline_lib.artifact_access import (ArtifactSource, RoundArtifacts, check_pseudo_label_round, load_params,
-                                          open_round, read_stats)
 from pipeline_lib.atomic import atomic_path
-from pipeline_lib.distribution_plot import plot_class_distributions
 from pipeline_lib.errors import UserError
-from pipeline_lib.inspection import (blend_overlay, colorbar_image, colorize_labels, confidence_to_rgb,
-                                     label_agreement, legend_image, resize_image, select_image_ids)
-from pipeline_lib.label_store import PseudoLabelStore
-from pipeline_lib.report import GalleryRow, ReportContent, write_report
+from pipeline_lib.inspection.artifacts import (
+    ArtifactSource,
+    RoundArtifacts,
+    check_pseudo_label_round,
+    load_params,
+    open_round,
+    read_stats,
+)
+from pipeline_lib.inspection.panels import (
+    blend_overlay,
+    colorbar_image,
+    colorize_labels,
+    confidence_to_rgb,
+    label_agreement,
+    legend_image,
+    resize_image,
+    select_image_ids,
+)
+from pipeline_lib.inspection.plots import plot_class_distributions
+from pipeline_lib.inspection.report import GalleryRow, ReportContent, write_report
+from pipeline_lib.stores.pseudo_label_store import PseudoLabelStore
 
 from . import run_standalone
 

@@ -24,7 +24,7 @@ def prepare(
     dataset = p.get("data.dataset", str, one_of(*DATASETS))
     with atomic_path(out) as tmp:
         if dataset == "synthetic":
-            from pipeline_lib.synthetic import prepare_synthetic
+            from pipeline_lib.data.synthetic.dataset import prepare_synthetic
 
             size = p.raw("synthetic.image_size")
             if not (isinstance(size, list) and len(size) == 2):
@@ -46,16 +46,16 @@ def prepare(
         lists = {key: (Path(v) if v else None) for key in ("labeled_list", "unlabeled_list")
                  for v in [p.get(f"data.{key}", str, default=None)]}
         if dataset == "cityscapes":
-            from pipeline_lib.cityscapes import prepare_cityscapes
+            from pipeline_lib.data.cityscapes import prepare_cityscapes
 
             prepare_cityscapes(tmp, root, labeled_fraction, seed, **lists)
         elif dataset == "voc":
-            from pipeline_lib.voc import prepare_voc
+            from pipeline_lib.data.voc import prepare_voc
 
             prepare_voc(tmp, root, labeled_fraction, p.get("data.labeled_count", int, positive, default=None),
                         seed, **lists)
         else:
-            from pipeline_lib.folder_dataset import prepare_folder
+            from pipeline_lib.data.folder import prepare_folder
 
             prepare_folder(tmp, root, labeled_fraction,
                            p.get("data.val_fraction", float, open_fraction, default=None), seed)

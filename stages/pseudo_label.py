@@ -9,13 +9,13 @@ import numpy as np
 import typer
 
 from pipeline_lib.config import RoundPaths, round_schedule
-from pipeline_lib.datasets import load_class_distribution, load_label, load_spec, read_split
+from pipeline_lib.data.prepared import load_class_distribution, load_label, load_spec, read_split
 from pipeline_lib.errors import UserError
 from pipeline_lib.params import Params, one_of, positive
-from pipeline_lib.pseudo_label import METHODS
-from pipeline_lib.pseudo_label_run import run_pseudo_labeling
-from pipeline_lib.soft_store import LogitsStore
-from pipeline_lib.temperature import fit_temperature
+from pipeline_lib.pseudo_label.rules import METHODS
+from pipeline_lib.pseudo_label.run import run_pseudo_labeling
+from pipeline_lib.pseudo_label.temperature import fit_temperature
+from pipeline_lib.stores.logits_store import LogitsStore
 
 from . import run_standalone
 

@@ -10,14 +10,15 @@ import torch
 import typer
 
 import pipeline_lib
-from pipeline_lib.checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from pipeline_lib.config import BASELINE_ROUND, RoundPaths, round_schedule, train_config
-from pipeline_lib.datasets import load_spec, read_split
+from pipeline_lib.data.prepared import load_spec, read_split
 from pipeline_lib.distributed import DistributedRun, DistributedSettings, process_group, relaunch_under_torchrun
 from pipeline_lib.errors import UserError
-from pipeline_lib.models import build_model
+from pipeline_lib.models.build import build_model
+from pipeline_lib.models.checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from pipeline_lib.params import Params
-from pipeline_lib.training import TrainConfig, TrainingImages, config_dict, train as train_loop
+from pipeline_lib.train.loop import TrainConfig, TrainingImages, config_dict
+from pipeline_lib.train.loop import train as train_loop
 
 from . import run_standalone
 
@@ -93,7 +94,10 @@ def train_in_process(run: DistributedRun, p: Params, config: TrainConfig, sync_b
         provenance["distributed"] = {"processes": run.world_size, "backend": run.backend,
                                      "sync_batchnorm": sync_batchnorm}
     # A resume state is only valid for the same inputs, settings and code.
-    code = hashlib.sha256(b"".join(f.read_bytes() for f in sorted(Path(pipeline_lib.__file__).parent.glob("*.py"))))
+    library = Path(pipeline_lib.__file__).parent
+    code = hashlib.sha256()
+    for module in sorted(library.rglob("*.py")):  # every module of every subpackage, named and read
+        code.update(module.relative_to(library).as_posix().encode() + b"\0" + module.read_bytes())
     fingerprint = hashlib.sha256(json.dumps({**provenance, "code": code.hexdigest()}, sort_keys=True,
                                             default=str).encode()).hexdigest()
     if run.is_main:

@@ -14,7 +14,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from pipeline_lib.classes import CITYSCAPES, VOC, cityscapes_label_id_lut
+from pipeline_lib.data.classes import CITYSCAPES, VOC, cityscapes_label_id_lut
 
 CITYSCAPES_LABEL_IDS = tuple(range(34))  # 0..33: the valid ones and the void/ignored ones
 GREY = (128, 128, 128)

@@ -17,10 +17,10 @@ import numpy as np
 from PIL import Image
 
 from pipeline_lib.atomic import atomic_path
-from pipeline_lib.classes import ClassSet
-from pipeline_lib.datasets import Sample, load_class_distribution, write_prepared
-from pipeline_lib.label_store import write_label_store
-from pipeline_lib.soft_store import write_logits_store
+from pipeline_lib.data.classes import ClassSet
+from pipeline_lib.data.prepared import Sample, load_class_distribution, write_prepared
+from pipeline_lib.stores.logits_store import write_logits_store
+from pipeline_lib.stores.pseudo_label_store import write_label_store
 
 CLASSES = ClassSet(("road", "car", "person", "sign"),
                    ((128, 64, 128), (0, 0, 142), (220, 20, 60), (220, 220, 0)))
@@ -137,7 +137,7 @@ def build_state(root: Path, variant: int = 0, method: str = "dars", driver: bool
                                             "seed": 0, "source_checkpoint_sha256": f"teacher-{variant}"},
                           images_per_shard=4)
         return
-    from pipeline_lib.pseudo_label_run import run_pseudo_labeling
+    from pipeline_lib.pseudo_label.run import run_pseudo_labeling
 
     gt_paths = {s.id: s.label for s in splits["unlabeled"]}
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures import make_cityscapes_fixture
 from PIL import Image
 
-from pipeline_lib.cityscapes import prepare_cityscapes
-from pipeline_lib.classes import cityscapes_label_id_lut
-from pipeline_lib.datasets import load_label, load_spec, read_split
+from fixtures import make_cityscapes_fixture
+from pipeline_lib.data.cityscapes import prepare_cityscapes
+from pipeline_lib.data.classes import cityscapes_label_id_lut
+from pipeline_lib.data.prepared import load_label, load_spec, read_split
 from pipeline_lib.errors import UserError
 
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from fixtures import make_cityscapes_fixture
 from PIL import Image
 
-from pipeline_lib.classes import CITYSCAPES, cityscapes_label_id_lut
-from pipeline_lib.datasets import Sample
-from pipeline_lib.label_store import PseudoLabelStore
-from pipeline_lib.splits import split_labeled_unlabeled
+from fixtures import make_cityscapes_fixture
+from pipeline_lib.data.classes import CITYSCAPES, cityscapes_label_id_lut
+from pipeline_lib.data.prepared import Sample
+from pipeline_lib.data.splits import split_labeled_unlabeled
+from pipeline_lib.stores.pseudo_label_store import PseudoLabelStore
 from pipeline_project import dvc, make_project, run, set_param
 
 pytestmark = pytest.mark.slow

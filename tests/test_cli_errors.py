@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from fixtures import make_cityscapes_fixture
 from PIL import Image
 
+from fixtures import make_cityscapes_fixture
 from pipeline_project import REPO, TINY_PARAMS, deep_update
 
 DARS = Path(sys.executable).parent / "dars"

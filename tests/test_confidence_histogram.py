@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline_lib.confidence_histogram import ConfidenceHistogram, float16_value, smallest_bits_at_or_above
+from pipeline_lib.pseudo_label.histogram import ConfidenceHistogram, float16_value, smallest_bits_at_or_above
 
 FAST = settings(max_examples=60, deadline=None)
 

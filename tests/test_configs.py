@@ -12,18 +12,18 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from fixtures import make_cityscapes_fixture, make_voc_fixture
 
+from fixtures import make_cityscapes_fixture, make_voc_fixture
 from pipeline_lib.config import BASELINE_ROUND, known_rounds, round_schedule, train_config
-from pipeline_lib.datasets import read_split
-from pipeline_lib.inference import resolve_sliding
+from pipeline_lib.data.prepared import read_split
+from pipeline_lib.data.splits import labeled_size
+from pipeline_lib.data.transforms import scale_range
 from pipeline_lib.inference_settings import InferenceSettings
-from pipeline_lib.metrics import tail_classes_from_shares
-from pipeline_lib.models import ARCHITECTURES, build_model
+from pipeline_lib.models.build import ARCHITECTURES, build_model
 from pipeline_lib.params import Params, fraction, one_of, positive
-from pipeline_lib.pseudo_label import METHODS
-from pipeline_lib.splits import labeled_size
-from pipeline_lib.transforms import scale_range
+from pipeline_lib.predict.inference import resolve_sliding
+from pipeline_lib.predict.metrics import tail_classes_from_shares
+from pipeline_lib.pseudo_label.rules import METHODS
 from pipeline_project import REPO
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))

@@ -15,18 +15,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline_lib.atomic import atomic_path
-from pipeline_lib.checkpoint import save_checkpoint
-from pipeline_lib.classes import CITYSCAPES
-from pipeline_lib.distributed import (DistributedSettings, rank_seed, relaunch_under_torchrun, torchrun_command,
-                                      under_torchrun)
+from pipeline_lib.data.classes import CITYSCAPES
+from pipeline_lib.data.synthetic.dataset import prepare_synthetic
+from pipeline_lib.distributed import (
+    DistributedSettings,
+    rank_seed,
+    relaunch_under_torchrun,
+    torchrun_command,
+    under_torchrun,
+)
 from pipeline_lib.errors import UserError
-from pipeline_lib.label_store import PseudoLabelStore
-from pipeline_lib.models import build_model
+from pipeline_lib.models.build import build_model
+from pipeline_lib.models.checkpoint import save_checkpoint
 from pipeline_lib.params import Params
-from pipeline_lib.sharded_stack import shard_images, shards_of_writer
-from pipeline_lib.soft_store import LogitsStore, write_logits_store
-from pipeline_lib.synthetic import prepare_synthetic
-from pipeline_lib.training import IterationBatches, forget_metrics_after, segmentation_loss
+from pipeline_lib.stores.logits_store import LogitsStore, write_logits_store
+from pipeline_lib.stores.pseudo_label_store import PseudoLabelStore
+from pipeline_lib.stores.sharded_stack import shard_images, shards_of_writer
+from pipeline_lib.train.loop import IterationBatches, forget_metrics_after, segmentation_loss
 
 REPO = Path(__file__).resolve().parents[1]
 ARCH = "lraspp_mobilenet_v3_large"  # the smallest model; no aux head

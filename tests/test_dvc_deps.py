@@ -1,7 +1,8 @@
-"""dvc.yaml lists, for every stage, each project module its command imports (directly or not).
+"""dvc.yaml lists, for every stage, exactly the project modules its command imports (directly or not).
 
 A module left out is a caching hole: editing it would not rerun the stage, and `dvc repro` would keep an
-artifact that the current code no longer makes.
+artifact that the current code no longer makes. A module listed but not imported is the opposite defect:
+editing it reruns a stage that never runs its code.
 """
 
 from __future__ import annotations
@@ -17,38 +18,46 @@ from pipeline_project import REPO
 PACKAGES = ("stages", "pipeline_lib")
 
 
-def project_imports(path: Path) -> set[str]:
-    """Repo-relative paths of the project modules that ``path`` imports."""
-    package = path.parent.name
-    found = {f"{package}/__init__.py"}
-    for node in ast.walk(ast.parse(path.read_text())):
+def _module_files(parts: list[str]) -> list[str]:
+    """The files executed by importing the dotted module ``parts``: every package ``__init__`` on the way
+    and the module itself (a file or a package)."""
+    files = [f"{'/'.join(parts[:depth])}/__init__.py" for depth in range(1, len(parts) + 1)]
+    files.append("/".join(parts) + ".py")
+    return [name for name in files if (REPO / name).is_file()]
+
+
+def project_imports(path: str) -> set[str]:
+    """Repo-relative paths of the project modules that the module at ``path`` imports, at any depth of
+    package nesting, relative or absolute, at module level or inside functions."""
+    package = Path(path).parent.parts if Path(path).name != "__init__.py" else Path(path).parent.parts
+    found: set[str] = set()
+    for node in ast.walk(ast.parse((REPO / path).read_text())):
         if isinstance(node, ast.ImportFrom):
-            if node.level == 1:
-                parts = [package, *(node.module.split(".") if node.module else [])]
+            if node.level:
+                base = list(package[:len(package) - node.level + 1])
+                parts = base + (node.module.split(".") if node.module else [])
             elif node.module and node.module.split(".")[0] in PACKAGES:
                 parts = node.module.split(".")
             else:
                 continue
-            candidates = [parts] if len(parts) > 1 else [[*parts, alias.name] for alias in node.names]
+            found.update(_module_files(parts))
+            for alias in node.names:  # `from package import module`
+                found.update(_module_files([*parts, alias.name]))
         elif isinstance(node, ast.Import):
-            candidates = [alias.name.split(".") for alias in node.names if alias.name.split(".")[0] in PACKAGES]
-        else:
-            continue
-        for parts in candidates:
-            for name in ("/".join(parts) + ".py", "/".join(parts) + "/__init__.py"):
-                if (REPO / name).is_file():
-                    found.add(name)
+            for alias in node.names:
+                if alias.name.split(".")[0] in PACKAGES:
+                    found.update(_module_files(alias.name.split(".")))
     return found
 
 
 def import_closure(start: str) -> set[str]:
     seen: set[str] = set()
-    todo = [start]
+    todo = [start, *_module_files(list(Path(start).with_suffix("").parts))]
     while todo:
         name = todo.pop()
         if name not in seen:
             seen.add(name)
-            todo.extend(project_imports(REPO / name))
+            todo.extend(project_imports(name))
     return seen
 
 
@@ -57,18 +66,46 @@ def stages() -> dict[str, dict]:
     return {name: stage.get("do", stage) for name, stage in declared.items()}  # foreach stages: their template
 
 
-@pytest.mark.parametrize("name", sorted(stages()))
-def test_stage_lists_every_module_its_command_imports(name):
-    stage = stages()[name]
+def stage_script(stage: dict) -> str:
     command = stage["cmd"].split()
-    assert command[0] == "dars", f"{name}: expected a `dars <stage>` command, got {stage['cmd']!r}"
-    script = f"stages/{command[1].replace('-', '_')}.py"
-    missing = sorted(import_closure(script) - set(stage["deps"]))
-    assert not missing, f"dvc.yaml stage {name!r} imports but does not list: {missing}"
+    assert command[0] == "dars", f"expected a `dars <stage>` command, got {stage['cmd']!r}"
+    return f"stages/{command[1].replace('-', '_')}.py"
 
 
-def test_the_closure_follows_imports():
+def code_deps(stage: dict) -> set[str]:
+    return {d for d in stage["deps"] if d.split("/")[0] in PACKAGES}
+
+
+@pytest.mark.parametrize("name", sorted(stages()))
+def test_stage_lists_exactly_the_modules_its_command_imports(name):
+    stage = stages()[name]
+    closure = import_closure(stage_script(stage))
+    declared = code_deps(stage)
+    assert not sorted(closure - declared), f"dvc.yaml stage {name!r} imports but does not list: " \
+                                           f"{sorted(closure - declared)}"
+    assert not sorted(declared - closure), f"dvc.yaml stage {name!r} lists but never imports: " \
+                                           f"{sorted(declared - closure)}"
+
+
+def test_the_closure_follows_imports_into_nested_packages():
     closure = import_closure("stages/pseudo_label.py")
-    assert {"stages/__init__.py", "pipeline_lib/__init__.py", "pipeline_lib/pseudo_label.py",
-            "pipeline_lib/confidence_histogram.py", "pipeline_lib/sharded_stack.py"} <= closure
-    assert "pipeline_lib/report.py" not in closure  # inspection code is no stage's business
+    assert {"stages/__init__.py", "pipeline_lib/__init__.py", "pipeline_lib/pseudo_label/__init__.py",
+            "pipeline_lib/pseudo_label/rules.py", "pipeline_lib/pseudo_label/histogram.py",
+            "pipeline_lib/stores/sharded_stack.py"} <= closure
+    assert "pipeline_lib/inspection/report.py" not in closure  # inspection code is no stage's business
+
+
+def test_the_closure_sees_nested_relative_and_lazy_imports(tmp_path, monkeypatch):
+    import pipeline_project
+
+    (tmp_path / "pipeline_lib" / "a" / "b").mkdir(parents=True)
+    for name in ("pipeline_lib/__init__.py", "pipeline_lib/a/__init__.py", "pipeline_lib/a/b/__init__.py",
+                 "pipeline_lib/a/leaf.py", "pipeline_lib/a/b/lazy.py"):
+        (tmp_path / name).write_text("")
+    (tmp_path / "pipeline_lib" / "a" / "b" / "deep.py").write_text(
+        "from ..leaf import x\n\ndef f():\n    from pipeline_lib.a.b import lazy\n")
+    monkeypatch.setattr(pipeline_project, "REPO", tmp_path)
+    monkeypatch.setitem(globals(), "REPO", tmp_path)
+    assert import_closure("pipeline_lib/a/b/deep.py") == {
+        "pipeline_lib/__init__.py", "pipeline_lib/a/__init__.py", "pipeline_lib/a/b/__init__.py",
+        "pipeline_lib/a/b/deep.py", "pipeline_lib/a/leaf.py", "pipeline_lib/a/b/lazy.py"}

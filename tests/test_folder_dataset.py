@@ -5,13 +5,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures import make_folder_fixture
 from PIL import Image
 
-from pipeline_lib.classes import VOC
-from pipeline_lib.datasets import load_label, load_spec, read_split
+from fixtures import make_folder_fixture
+from pipeline_lib.data.classes import VOC
+from pipeline_lib.data.folder import prepare_folder
+from pipeline_lib.data.prepared import load_label, load_spec, read_split
 from pipeline_lib.errors import UserError
-from pipeline_lib.folder_dataset import prepare_folder
 
 
 def ids(prepared: Path, split: str) -> list[str]:

@@ -6,8 +6,14 @@ import torch
 from torch import nn
 
 from pipeline_lib.errors import UserError
-from pipeline_lib.inference import (logits_at_resolution, predict_labels, predict_logits, resolve_sliding,
-                                    upsample_logits, window_offsets)
+from pipeline_lib.predict.inference import (
+    logits_at_resolution,
+    predict_labels,
+    predict_logits,
+    resolve_sliding,
+    upsample_logits,
+    window_offsets,
+)
 
 NUM_CLASSES = 5
 

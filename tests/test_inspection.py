@@ -14,19 +14,35 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from inspection_state import (CLASSES, SIZE, UNLABELED_IDS, UNLABELED_WITHOUT_TRUTH, build_project, run_inspect,
-                              write_params)
 from PIL import Image
 
-from pipeline_lib.datasets import load_image, load_label, load_spec
-from pipeline_lib.distribution_plot import order_by_labeled_share, plot_class_distributions, to_shares
+from inspection_state import (
+    CLASSES,
+    SIZE,
+    UNLABELED_IDS,
+    UNLABELED_WITHOUT_TRUTH,
+    build_project,
+    run_inspect,
+    write_params,
+)
+from pipeline_lib.data.prepared import load_image, load_label, load_spec
 from pipeline_lib.errors import UserError
-from pipeline_lib.inspection import (CHECKER_COLORS, blend_overlay, checkerboard, colorbar_image, colorize_labels,
-                                     colormap_table, confidence_to_rgb, label_agreement, legend_image,
-                                     select_image_ids)
-from pipeline_lib.label_store import PseudoLabelStore
-from pipeline_lib.report import GalleryRow, ReportContent, render_report
-from pipeline_lib.soft_store import LogitsStore
+from pipeline_lib.inspection.panels import (
+    CHECKER_COLORS,
+    blend_overlay,
+    checkerboard,
+    colorbar_image,
+    colorize_labels,
+    colormap_table,
+    confidence_to_rgb,
+    label_agreement,
+    legend_image,
+    select_image_ids,
+)
+from pipeline_lib.inspection.plots import order_by_labeled_share, plot_class_distributions, to_shares
+from pipeline_lib.inspection.report import GalleryRow, ReportContent, render_report
+from pipeline_lib.stores.logits_store import LogitsStore
+from pipeline_lib.stores.pseudo_label_store import PseudoLabelStore
 
 PALETTE = np.asarray(CLASSES.colors, np.uint8)
 masks = arrays(np.uint8, st.tuples(st.integers(1, 20), st.integers(1, 20)),
@@ -228,7 +244,7 @@ def test_report_has_every_panel_of_every_image(report, project):
 
 
 def test_panels_show_the_stored_labels_and_confidences(report, project):
-    from pipeline_lib.pseudo_label import confidence_and_prediction
+    from pipeline_lib.pseudo_label.confidence import confidence_and_prediction
 
     out, _ = report
     store = PseudoLabelStore.open(project / "outputs/r1/pseudo_labels.zarr")

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from pipeline_lib.errors import UserError
-from pipeline_lib.metrics import confusion_matrix, segmentation_metrics, tail_classes_from_shares
+from pipeline_lib.predict.metrics import confusion_matrix, segmentation_metrics, tail_classes_from_shares
 
 NAMES3 = ["road", "pole", "sign"]
 

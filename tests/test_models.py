@@ -14,7 +14,7 @@ from torchvision.models import mobilenet_v3_large, resnet18
 from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large, lraspp_mobilenet_v3_large
 
 from pipeline_lib.errors import UserError
-from pipeline_lib.models import ARCHITECTURES, build_model, count_parameters, parameter_groups
+from pipeline_lib.models.build import ARCHITECTURES, build_model, count_parameters, parameter_groups
 
 NUM_CLASSES = 5
 EXPECTED_STRIDE = {

@@ -7,8 +7,8 @@ import yaml
 
 from pipeline_lib.config import round_schedule, train_config
 from pipeline_lib.errors import UserError
-from pipeline_lib.params import Params, fraction, positive
 from pipeline_lib.inference_settings import InferenceSettings
+from pipeline_lib.params import Params, fraction, positive
 from pipeline_project import REPO
 
 

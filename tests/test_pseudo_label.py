@@ -13,23 +13,25 @@ import torch.nn.functional as F
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from pipeline_lib.confidence_histogram import ConfidenceHistogram
 from pipeline_lib.errors import UserError
-from pipeline_lib.pseudo_label import (
+from pipeline_lib.pseudo_label.confidence import (
     _MIN_UPSAMPLED_EXTENT,
     _SUM_ALIGN_PIXELS,
     BAND_ROWS,
+    _max_softmax_and_argmax,
+    _row_bands,
+    confidence_and_prediction,
+    upsample_logits,
+)
+from pipeline_lib.pseudo_label.histogram import ConfidenceHistogram
+from pipeline_lib.pseudo_label.rules import (
     METHODS,
     ClassThresholds,
     assign_pseudo_labels,
     compute_thresholds,
-    confidence_and_prediction,
     pseudo_label_counts,
     target_counts,
     thresholds_by_sorting,
-    upsample_logits,
-    _max_softmax_and_argmax,
-    _row_bands,
     validate_labeling_ratio,
 )
 

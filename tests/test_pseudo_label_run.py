@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline_lib.confidence_histogram import ConfidenceHistogram
 from pipeline_lib.errors import UserError
-from pipeline_lib.label_store import PseudoLabelStore
-from pipeline_lib.pseudo_label import assign_pseudo_labels, compute_thresholds, confidence_and_prediction
-from pipeline_lib.pseudo_label_run import KL_EPSILON, kl_divergence, run_pseudo_labeling
-from pipeline_lib.soft_store import LogitsStore, write_logits_store
+from pipeline_lib.pseudo_label.confidence import confidence_and_prediction
+from pipeline_lib.pseudo_label.histogram import ConfidenceHistogram
+from pipeline_lib.pseudo_label.rules import assign_pseudo_labels, compute_thresholds
+from pipeline_lib.pseudo_label.run import run_pseudo_labeling
+from pipeline_lib.pseudo_label.statistics import KL_EPSILON, kl_divergence
+from pipeline_lib.stores.logits_store import LogitsStore, write_logits_store
+from pipeline_lib.stores.pseudo_label_store import PseudoLabelStore
 
 CLASSES = ["road", "car", "sky", "person"]
 SHARES = np.array([0.5, 0.25, 0.2, 0.05])
@@ -203,7 +205,7 @@ def test_banded_workers_write_the_bytes_of_whole_image_ones(tmp_path, monkeypatc
     write_logits_store(path, ["a", "b", "c"], label_sizes, logit_sizes, CLASSES, lambda i: logits[i],
                        {"output_stride": 8, "checkpoint_sha256": "b" * 64, "model_arch": "toy", "split": "unlabeled"},
                        images_per_shard=2)
-    monkeypatch.setattr("pipeline_lib.pseudo_label_run.os.cpu_count", lambda: 2)
+    monkeypatch.setattr("pipeline_lib.pseudo_label.run.os.cpu_count", lambda: 2)
     for workers in (1, 2, 3):
         run(path, tmp_path / f"w{workers}", method="dars", workers=workers, temperature=1.3)
     assert output_bytes(tmp_path / "w2") == output_bytes(tmp_path / "w1") == output_bytes(tmp_path / "w3")

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from inspection_state import build_project, run_inspect
 from PIL import Image
+
+from inspection_state import build_project, run_inspect
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 BROWSER = os.environ.get("CHROMIUM") or next((b for b in BROWSERS if shutil.which(b)), None)

@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline_lib.errors import UserError
-from pipeline_lib.label_store import PseudoLabelStore, write_label_store
-from pipeline_lib.sharded_stack import fsspec_store
-from pipeline_lib.soft_store import LogitsStore, write_logits_store
+from pipeline_lib.stores.logits_store import LogitsStore, write_logits_store
+from pipeline_lib.stores.pseudo_label_store import PseudoLabelStore, write_label_store
+from pipeline_lib.stores.sharded_stack import fsspec_store
 
 CLASSES = ["road", "car", "sky"]
 CHECKPOINT = "c" * 64

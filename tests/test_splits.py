@@ -6,10 +6,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline_lib.datasets import Sample
+from pipeline_lib.data.prepared import Sample
+from pipeline_lib.data.splits import (
+    labeled_size,
+    read_list_file,
+    read_list_ids,
+    select_by_ids,
+    split_hash,
+    split_labeled_unlabeled,
+)
 from pipeline_lib.errors import UserError
-from pipeline_lib.splits import (labeled_size, read_list_file, read_list_ids, select_by_ids, split_hash,
-                                 split_labeled_unlabeled)
 
 
 def samples_for(ids) -> list[Sample]:

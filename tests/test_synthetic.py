@@ -12,13 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from pipeline_lib import datasets
 from pipeline_lib.atomic import atomic_path
-from pipeline_lib.classes import CITYSCAPES
+from pipeline_lib.data import prepared as datasets
+from pipeline_lib.data.classes import CITYSCAPES
+from pipeline_lib.data.synthetic.classes import TARGET_SHARES
+from pipeline_lib.data.synthetic.dataset import prepare_synthetic
+from pipeline_lib.data.synthetic.render import CAMERA_HEIGHT, Camera, billboard
+from pipeline_lib.data.synthetic.scene import generate_scene
 from pipeline_lib.errors import UserError
-from pipeline_lib.synthetic import (
-    CAMERA_HEIGHT, TARGET_SHARES, Camera, billboard, generate_scene, prepare_synthetic,
-)
 
 NUM_CLASSES = CITYSCAPES.num_classes
 SAMPLE_SIZE = (64, 128)  # small but with Cityscapes' 1:2 aspect

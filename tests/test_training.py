@@ -7,14 +7,14 @@ import pytest
 import torch
 import yaml
 
-from pipeline_lib import training
-from pipeline_lib.checkpoint import load_checkpoint, save_checkpoint
-from pipeline_lib.datasets import load_spec, read_split
+from pipeline_lib.data.prepared import load_spec, read_split
+from pipeline_lib.data.synthetic.dataset import prepare_synthetic
+from pipeline_lib.data.transforms import augment, scale_range
 from pipeline_lib.errors import UserError
-from pipeline_lib.models import build_model
-from pipeline_lib.synthetic import prepare_synthetic
-from pipeline_lib.training import IterationBatches, TrainConfig, TrainingImages, segmentation_loss
-from pipeline_lib.transforms import augment, scale_range
+from pipeline_lib.models.build import build_model
+from pipeline_lib.models.checkpoint import load_checkpoint, save_checkpoint
+from pipeline_lib.train import loop as training
+from pipeline_lib.train.loop import IterationBatches, TrainConfig, TrainingImages, segmentation_loss
 from pipeline_project import REPO, TINY_PARAMS, deep_update
 from stages.train import train as train_stage
 

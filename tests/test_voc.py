@@ -5,12 +5,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures import make_voc_fixture
 from PIL import Image
 
-from pipeline_lib.datasets import load_label, load_spec, read_split
+from fixtures import make_voc_fixture
+from pipeline_lib.data.prepared import load_label, load_spec, read_split
+from pipeline_lib.data.voc import prepare_voc
 from pipeline_lib.errors import UserError
-from pipeline_lib.voc import prepare_voc
 
 
 @pytest.fixture(scope="module")

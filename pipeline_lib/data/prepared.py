@@ -1,0 +1,213 @@
+"""The prepared-dataset layout that every dataset (synthetic, folder, Cityscapes, VOC) is read through.
+
+A ``prepare`` stage writes a *prepared directory*::
+
+    <prepared>/dataset.json             name, root, classes, optional label_lut
+    <prepared>/splits/labeled.txt       one sample a line: "<image> <label>", paths relative to root
+    <prepared>/splits/unlabeled.txt     "<image>" or "<image> <label>" (ground truth is optional)
+    <prepared>/splits/val.txt           "<image> <label>"
+    <prepared>/class_distribution.json  labelled-set pixel counts and shares (see class_distribution)
+    <prepared>/split_hashes.json        sha256 of each split list, for provenance
+
+``root`` is stored relative to the prepared directory (or absolute). Labels are single-channel PNGs
+of train ids with 255 = ignore; ``label_lut`` (256 ints), when present, maps raw label values to
+train ids on the fly (e.g. Cityscapes labelIds). Palette PNGs are read as their indices.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from pipeline_lib.atomic import write_json, write_text
+from pipeline_lib.data.classes import ClassSet
+from pipeline_lib.errors import UserError
+
+SPLITS = ("labeled", "unlabeled", "val")
+
+
+@dataclass(frozen=True)
+class Sample:
+    id: str  # the image file's stem; unique within a dataset
+    image: Path
+    label: Path | None
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    root: Path  # resolved
+    classes: ClassSet
+    label_lut: np.ndarray | None  # (256,) uint8 or None
+
+
+def load_spec(prepared: str | os.PathLike) -> DatasetSpec:
+    prepared = Path(prepared)
+    path = prepared / "dataset.json"
+    if not path.is_file():
+        raise UserError(f"{path}: not found; run the prepare stage first (dvc repro prepare)")
+    try:
+        data = json.loads(path.read_text())
+        root = Path(data["root"])
+        lut = data.get("label_lut")
+        spec = DatasetSpec(
+            name=str(data["name"]),
+            root=root if root.is_absolute() else (prepared / root),
+            classes=ClassSet.from_dict(data["classes"], source=str(path)),
+            label_lut=None if lut is None else np.asarray(lut, np.uint8),
+        )
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: malformed ({exc!r})") from None
+    if spec.label_lut is not None and spec.label_lut.shape != (256,):
+        raise UserError(f"{path}: label_lut must hold 256 values")
+    return spec
+
+
+def read_split(prepared: str | os.PathLike, split: str, spec: DatasetSpec | None = None) -> list[Sample]:
+    """The samples of one split, in list-file order."""
+    if split not in SPLITS:
+        raise UserError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    prepared = Path(prepared)
+    spec = spec or load_spec(prepared)
+    path = prepared / "splits" / f"{split}.txt"
+    if not path.is_file():
+        raise UserError(f"{path}: split list not found; run the prepare stage first")
+    return parse_list(path.read_text(), spec.root, source=str(path))
+
+
+def parse_list(text: str, root: Path, source: str) -> list[Sample]:
+    """Parse the common ``image_path [label_path]`` list format (paths relative to ``root``)."""
+    samples, seen = [], {}
+    for number, line in enumerate(text.splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) > 2:
+            raise UserError(f"{source}:{number}: expected 'image [label]', got {line.strip()!r}")
+        image = root / fields[0]
+        label = root / fields[1] if len(fields) == 2 else None
+        sample_id = Path(fields[0]).stem
+        if sample_id in seen:
+            raise UserError(f"{source}:{number}: image name {sample_id!r} repeats line {seen[sample_id]}; "
+                            "image file names must be unique")
+        seen[sample_id] = number
+        samples.append(Sample(sample_id, image, label))
+    return samples
+
+
+def format_list(samples: list[Sample], root: Path) -> str:
+    lines = []
+    for s in samples:
+        image = os.path.relpath(s.image, root)
+        lines.append(image if s.label is None else f"{image} {os.path.relpath(s.label, root)}")
+    return "\n".join(lines) + "\n"
+
+
+def load_image(path: Path) -> np.ndarray:
+    """An RGB image as (H, W, 3) uint8."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: image not found") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read image ({exc})") from None
+
+
+def load_label(path: Path, spec: DatasetSpec, image_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """A label mask as (H, W) uint8 train ids (255 = ignore), validated against the class set."""
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("L", "P", "I", "I;16"):
+                raise UserError(f"{path}: label must be a single-channel or palette PNG, got mode {im.mode}")
+            raw = np.asarray(im)
+    except FileNotFoundError:
+        raise UserError(f"{path}: label not found") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read label ({exc})") from None
+    if raw.max(initial=0) > 255:
+        raise UserError(f"{path}: label values up to {raw.max()} do not fit 0..255")
+    label = raw.astype(np.uint8)
+    if spec.label_lut is not None:
+        label = spec.label_lut[label]
+    invalid = (label >= spec.classes.num_classes) & (label != spec.classes.ignore_index)
+    if invalid.any():
+        bad = sorted(set(np.unique(label[invalid]).tolist()))[:8]
+        raise UserError(f"{path}: label values {bad} exceed the {spec.classes.num_classes} classes "
+                        f"(valid: 0..{spec.classes.num_classes - 1}, ignore {spec.classes.ignore_index})")
+    if spec.classes.ignore_index != 255:
+        label = np.where(label == spec.classes.ignore_index, 255, label).astype(np.uint8)
+    if image_shape is not None and label.shape != tuple(image_shape):
+        raise UserError(f"{path}: label size {label.shape[1]}x{label.shape[0]} differs from its image "
+                        f"size {image_shape[1]}x{image_shape[0]}")
+    return label
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(H, W) of an image file, read from its header only."""
+    try:
+        with Image.open(path) as im:
+            return im.height, im.width
+    except FileNotFoundError:
+        raise UserError(f"{path}: image not found") from None
+
+
+def class_distribution(samples: list[Sample], spec: DatasetSpec) -> dict:
+    """Pixel counts per class over the samples' labels; shares are of the valid (non-ignore) pixels."""
+    counts = np.zeros(spec.classes.num_classes, np.int64)
+    ignored = 0
+    for s in samples:
+        if s.label is None:
+            raise UserError(f"{s.image}: labelled sample has no label path")
+        label = load_label(s.label, spec)
+        hist = np.bincount(label.ravel(), minlength=256)
+        counts += hist[: spec.classes.num_classes]
+        ignored += int(hist[255])
+    valid = int(counts.sum())
+    if valid == 0:
+        raise UserError("the labelled split has no labelled pixels")
+    return {
+        "classes": list(spec.classes.names),
+        "pixel_counts": counts.tolist(),
+        "ignored_pixels": ignored,
+        "valid_pixels": valid,
+        "shares": (counts / valid).tolist(),
+    }
+
+
+def load_class_distribution(prepared: str | os.PathLike) -> np.ndarray:
+    path = Path(prepared) / "class_distribution.json"
+    if not path.is_file():
+        raise UserError(f"{path}: not found; run the prepare stage first")
+    return np.asarray(json.loads(path.read_text())["shares"], np.float64)
+
+
+def write_prepared(prepared: Path, name: str, root: Path, classes: ClassSet,
+                   splits: dict[str, list[Sample]], label_lut: np.ndarray | None = None) -> None:
+    """Write dataset.json, the split lists, their hashes and the labelled class distribution.
+
+    ``prepared`` is expected to be a temporary directory that the caller renames into place.
+    """
+    missing = [s for s in SPLITS if s not in splits]
+    if missing:
+        raise UserError(f"dataset {name!r} has no {', '.join(missing)} split")
+    prepared.mkdir(parents=True, exist_ok=True)
+    # Relative roots stay relative (the project can move); absolute ones stay absolute.
+    root_rel = str(root) if Path(root).is_absolute() else os.path.relpath(root, prepared)
+    write_json(prepared / "dataset.json", {
+        "name": name, "root": root_rel, "classes": classes.to_dict(),
+        "label_lut": None if label_lut is None else [int(v) for v in label_lut]})
+    hashes = {}
+    for split in SPLITS:
+        text = format_list(splits[split], root)
+        write_text(prepared / "splits" / f"{split}.txt", text)
+        hashes[split] = {"sha256": hashlib.sha256(text.encode()).hexdigest(), "images": len(splits[split])}
+    write_json(prepared / "split_hashes.json", hashes)
+    spec = load_spec(prepared)
+    write_json(prepared / "class_distribution.json", class_distribution(read_split(prepared, "labeled", spec), spec))

@@ -1,0 +1,169 @@
+"""Labelled/unlabelled splits and list files: reproducible, order-independent, hashable.
+
+A generated split ranks every sample by ``sha256("<seed>:<id>")`` and labels the lowest-ranked
+ones. That makes the split
+
+* reproducible on any machine and Python/NumPy version (no RNG stream is involved),
+* independent of the order in which files were listed (only ids matter),
+* nested: with the same seed, the 1/16 labelled set is a subset of the 1/8 labelled set.
+
+List files use the common ``image_path [label_path]`` format (one sample a line, paths relative
+to the dataset root, a leading ``/`` also meaning the root, as published split lists write it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+from pipeline_lib.data.prepared import Sample
+from pipeline_lib.errors import UserError
+
+
+def labeled_size(total: int, labeled_fraction: float | None, labeled_count: int | None) -> int:
+    """How many of ``total`` samples to label: ``round(fraction * total)`` (halves up) or the count."""
+    if (labeled_fraction is None) == (labeled_count is None):
+        raise UserError("give exactly one of labeled_fraction and labeled_count "
+                        f"(got labeled_fraction={labeled_fraction!r}, labeled_count={labeled_count!r})")
+    if labeled_fraction is not None:
+        if isinstance(labeled_fraction, bool) or not 0.0 < float(labeled_fraction) < 1.0:
+            raise UserError(f"labeled_fraction must be in (0, 1), e.g. 0.125 for 1/8; got {labeled_fraction!r}")
+        # The small epsilon keeps 0.1 * 30 = 3.0000000000000004-style noise from changing the result.
+        size = math.floor(float(labeled_fraction) * total + 0.5 + 1e-9)
+        what = f"labeled_fraction={labeled_fraction}"
+    else:
+        if isinstance(labeled_count, bool) or not isinstance(labeled_count, int):
+            raise UserError(f"labeled_count must be an integer; got {labeled_count!r}")
+        size = labeled_count
+        what = f"labeled_count={labeled_count}"
+    if not 1 <= size <= total - 1:
+        raise UserError(f"{what} of {total} images gives {size} labelled; need 1..{total - 1} so that "
+                        "both the labelled and the unlabelled split are non-empty")
+    return size
+
+
+def _rank(seed: int, sample_id: str) -> bytes:
+    return hashlib.sha256(f"{seed}:{sample_id}".encode()).digest()
+
+
+def split_labeled_unlabeled(samples: list[Sample], labeled_fraction: float | None = None,
+                            labeled_count: int | None = None,
+                            seed: int = 0) -> tuple[list[Sample], list[Sample]]:
+    """Split ``samples`` into (labelled, unlabelled), both sorted by id.
+
+    Exactly one of ``labeled_fraction`` (e.g. 0.125) and ``labeled_count`` (e.g. 1464) is given.
+    Same ids + same seed -> same split, whatever the input order.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise UserError(f"seed must be an integer; got {seed!r}")
+    check_unique_ids(samples, "the images to split")
+    size = labeled_size(len(samples), labeled_fraction, labeled_count)
+    ranked = sorted(samples, key=lambda s: (_rank(seed, s.id), s.id))
+    labeled_ids = {s.id for s in ranked[:size]}
+    ordered = sorted(samples, key=lambda s: s.id)
+    return ([s for s in ordered if s.id in labeled_ids], [s for s in ordered if s.id not in labeled_ids])
+
+
+def check_unique_ids(samples: Iterable[Sample], what: str) -> None:
+    seen: dict[str, Sample] = {}
+    for s in samples:
+        if s.id in seen:
+            raise UserError(f"{what}: image name {s.id!r} occurs twice ({seen[s.id].image} and {s.image}); "
+                            "image file names must be unique")
+        seen[s.id] = s
+
+
+def _strip_root_slash(field: str) -> str:
+    return field.lstrip("/")
+
+
+def _resolve(field: str, root: Path) -> Path:
+    """``field`` relative to ``root`` (a leading '/' too); an absolute path that exists only as such is kept."""
+    relative = root / _strip_root_slash(field)
+    if field.startswith("/") and not relative.exists() and Path(field).exists():
+        return Path(field)
+    return relative
+
+
+def read_list_file(path: Path, root: Path) -> list[Sample]:
+    """Samples named by an ``image_path [label_path]`` list file; every named file must exist."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: list file not found")
+    samples: list[Sample] = []
+    seen: dict[str, int] = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) > 2:
+            raise UserError(f"{path}:{number}: expected 'image [label]', got {line.strip()!r}")
+        image = _resolve(fields[0], root)
+        label = _resolve(fields[1], root) if len(fields) == 2 else None
+        if not image.is_file():
+            raise UserError(f"{path}:{number}: image {image} not found (paths are relative to {root})")
+        if label is not None and not label.is_file():
+            raise UserError(f"{path}:{number}: label {label} not found (paths are relative to {root})")
+        sample_id = image.stem
+        if sample_id in seen:
+            raise UserError(f"{path}:{number}: image name {sample_id!r} repeats line {seen[sample_id]}")
+        seen[sample_id] = number
+        samples.append(Sample(sample_id, image, label))
+    if not samples:
+        raise UserError(f"{path}: list file names no images")
+    return samples
+
+
+def read_list_ids(path: Path) -> list[tuple[int, str]]:
+    """(line number, image id) for each line of a list file: a bare id, or a path whose stem is the id.
+
+    Accepts VOC-style id lists (``2007_000032``) and path lists (``/JPEGImages/2007_000032.jpg ...``);
+    labels named on a line are ignored (the dataset's own label files are used).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: list file not found")
+    entries = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) > 2:
+            raise UserError(f"{path}:{number}: expected 'image [label]' or an image id, got {line.strip()!r}")
+        entries.append((number, Path(fields[0]).stem))
+    if not entries:
+        raise UserError(f"{path}: list file names no images")
+    return entries
+
+
+def select_by_ids(samples: list[Sample], entries: list[tuple[int, str]], source: Path,
+                  pool_name: str) -> list[Sample]:
+    """The samples named by ``entries`` (from ``read_list_ids``), sorted by id.
+
+    Every named id must be in ``samples`` (described as ``pool_name`` in errors) and appear once.
+    """
+    by_id = {s.id: s for s in samples}
+    chosen: dict[str, int] = {}
+    for number, sample_id in entries:
+        if sample_id not in by_id:
+            raise UserError(f"{source}:{number}: image {sample_id!r} is not in {pool_name}")
+        if sample_id in chosen:
+            raise UserError(f"{source}:{number}: image {sample_id!r} repeats line {chosen[sample_id]}")
+        chosen[sample_id] = number
+    return sorted((by_id[i] for i in chosen), key=lambda s: s.id)
+
+
+def check_disjoint(first: list[Sample], second: list[Sample], first_name: str, second_name: str) -> None:
+    shared = sorted({s.id for s in first} & {s.id for s in second})
+    if shared:
+        more = f" and {len(shared) - 5} more" if len(shared) > 5 else ""
+        raise UserError(f"{first_name} and {second_name} share images {shared[:5]}{more}; "
+                        "the splits must be disjoint")
+
+
+def split_hash(samples: Iterable[Sample]) -> str:
+    """sha256 of the sorted image ids: names *which* images a split holds, wherever the dataset lives."""
+    ids = sorted(s.id for s in samples)
+    return hashlib.sha256(("\n".join(ids) + "\n").encode()).hexdigest()

@@ -1,0 +1,100 @@
+"""The synthetic dataset on disk: parameter checks, generation into a prepared directory, and the report
+of target vs generated class shares.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from pipeline_lib.atomic import write_json
+from pipeline_lib.data.classes import CITYSCAPES
+from pipeline_lib.data.prepared import Sample, write_prepared
+from pipeline_lib.data.synthetic.classes import IGNORE, TARGET_SHARES
+from pipeline_lib.data.synthetic.scene import generate_scene
+from pipeline_lib.errors import UserError
+
+MIN_IMAGE_SIDE = 64
+
+
+def validate_synthetic_params(seed: int, num_train_images: int, num_val_images: int,
+                              image_size: tuple[int, int] | list[int], labeled_fraction: float) -> tuple[int, int]:
+    """Check the ``synthetic.*`` parameters; returns (height, width)."""
+    def integer(key: str, value: object, minimum: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            raise UserError(f"'synthetic.{key}' must be an integer >= {minimum}, got {value!r}")
+        return int(value)
+
+    integer("seed", seed, 0)
+    integer("num_train_images", num_train_images, 2)
+    integer("num_val_images", num_val_images, 1)
+    if not isinstance(image_size, (tuple, list)) or len(image_size) != 2:
+        raise UserError(f"'synthetic.image_size' must be [height, width], got {image_size!r}")
+    height, width = (integer("image_size", side, MIN_IMAGE_SIDE) for side in image_size)
+    if isinstance(labeled_fraction, bool) or not isinstance(labeled_fraction, (int, float)) \
+            or not 0 < labeled_fraction < 1:
+        raise UserError(f"'synthetic.labeled_fraction' must be in (0, 1), got {labeled_fraction!r}")
+    labeled = round(labeled_fraction * num_train_images)
+    if not 1 <= labeled < num_train_images:
+        raise UserError(f"'synthetic.labeled_fraction' {labeled_fraction} of {num_train_images} training images "
+                        f"gives {labeled} labelled; need at least one labelled and one unlabelled image")
+    return height, width
+
+
+def prepare_synthetic(out_dir: Path, seed: int, num_train_images: int, num_val_images: int,
+                      image_size: tuple[int, int], labeled_fraction: float) -> None:
+    """Generate the dataset into ``out_dir`` (images/, labels/) and write its prepared-dataset files.
+
+    Splits: ``labeled`` = the first round(labeled_fraction * num_train_images) training images,
+    ``unlabeled`` = the rest (listed with their labels, as ground truth for pseudo-label accuracy),
+    ``val``. ``generated_distribution.json`` compares the target shares with the generated ones.
+    The caller makes ``out_dir`` atomic (it is normally a temporary directory).
+    """
+    height, width = validate_synthetic_params(seed, num_train_images, num_val_images, image_size, labeled_fraction)
+    out_dir = Path(out_dir)
+    images, labels = out_dir / "images", out_dir / "labels"
+    images.mkdir(parents=True, exist_ok=True)
+    labels.mkdir(parents=True, exist_ok=True)
+    num_labeled = round(labeled_fraction * num_train_images)
+    jobs = [(f"train_{i:05d}", i) for i in range(num_train_images)]
+    # Validation images use indices after the training ones, so they never repeat a training scene.
+    jobs += [(f"val_{i:05d}", num_train_images + i) for i in range(num_val_images)]
+    counts = {"train": np.zeros(256, np.int64), "labeled": np.zeros(256, np.int64), "val": np.zeros(256, np.int64)}
+    samples = []
+    for position, (sample_id, index) in enumerate(tqdm(jobs, desc="synthetic dataset", unit="img")):
+        image, label = generate_scene(seed, index, height, width)
+        Image.fromarray(image).save(images / f"{sample_id}.png")
+        Image.fromarray(label).save(labels / f"{sample_id}.png")  # 2-D uint8 -> single-channel 'L'
+        histogram = np.bincount(label.ravel(), minlength=256)
+        if position < num_train_images:
+            counts["train"] += histogram
+            if position < num_labeled:
+                counts["labeled"] += histogram
+        else:
+            counts["val"] += histogram
+        samples.append(Sample(sample_id, images / f"{sample_id}.png", labels / f"{sample_id}.png"))
+    splits = {"labeled": samples[:num_labeled], "unlabeled": samples[num_labeled:num_train_images],
+              "val": samples[num_train_images:]}
+    # The dataset root is the prepared directory itself; pass it relative so that dataset.json
+    # stores "." and keeps working after the caller renames the temporary directory into place.
+    write_prepared(out_dir, "synthetic", Path(os.path.relpath(out_dir)), CITYSCAPES, splits)
+    write_json(out_dir / "generated_distribution.json", distribution_report(counts))
+
+
+def distribution_report(counts: dict[str, np.ndarray]) -> dict:
+    """Per class: the target share and the generated shares (of valid pixels) in each subset."""
+    num_classes = CITYSCAPES.num_classes
+    shares = {name: histogram[:num_classes] / max(int(histogram[:num_classes].sum()), 1)
+              for name, histogram in counts.items()}
+    return {
+        "shares_of_valid_pixels": {
+            class_name: {"target": round(float(TARGET_SHARES[c]), 6),
+                         **{name: round(float(share[c]), 6) for name, share in shares.items()}}
+            for c, class_name in enumerate(CITYSCAPES.names)},
+        "ignored_share": {name: round(float(h[IGNORE] / max(int(h.sum()), 1)), 6) for name, h in counts.items()},
+        "pixels": {name: int(h.sum()) for name, h in counts.items()},
+    }

@@ -1,0 +1,227 @@
+"""Pure rendering for looking at pseudo labels: arrays in, RGB ``(H, W, 3)`` uint8 arrays out.
+
+Conventions shared by every panel (and stated in the legend the report shows):
+
+- a label mask is drawn in the dataset's class colours; **ignored pixels (255) are a white/grey
+  checkerboard**, the usual "nothing here" pattern. Black would be ambiguous: it is VOC's background
+  colour.
+- an overlay blends the image with the class colour where a pixel has a label; ignored pixels show
+  the image unchanged, so what the pseudo label leaves out stays visible.
+- confidence (max softmax probability) goes through a perceptually uniform colormap over a fixed
+  range, 0..1 by default, so maps of different images and rounds compare directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from pipeline_lib.errors import UserError
+
+IGNORE_INDEX = 255
+CHECKER_CELL = 8  # pixels per checkerboard square
+CHECKER_COLORS = ((255, 255, 255), (191, 191, 191))
+CONFIDENCE_COLORMAP = "viridis"
+OVERLAY_ALPHA = 0.5
+
+
+def checkerboard(height: int, width: int, cell: int = CHECKER_CELL,
+                 colors: tuple[tuple[int, int, int], tuple[int, int, int]] = CHECKER_COLORS) -> np.ndarray:
+    """(H, W, 3) uint8 checkerboard of ``cell``-pixel squares; the top-left square has ``colors[0]``."""
+    if cell < 1:
+        raise ValueError(f"cell must be >= 1, got {cell}")
+    rows = (np.arange(height) // cell)[:, None]
+    cols = (np.arange(width) // cell)[None, :]
+    parity = (rows + cols) % 2
+    return np.asarray(colors, np.uint8)[parity]
+
+
+def _check_mask(mask: np.ndarray, num_classes: int, ignore_index: int) -> np.ndarray:
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"a label mask must be (H, W), got shape {mask.shape}")
+    if mask.dtype.kind not in "ui":
+        raise ValueError(f"a label mask must hold integers, got {mask.dtype}")
+    bad = ((mask >= num_classes) & (mask != ignore_index)) | (mask < 0)
+    if bad.any():
+        raise ValueError(f"label values {sorted(set(np.unique(mask[bad]).tolist()))[:5]} are neither one of "
+                         f"the {num_classes} classes nor the ignore value {ignore_index}")
+    return mask
+
+
+def _class_colors(palette: np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
+    colors = np.asarray(palette)
+    if colors.ndim != 2 or colors.shape[1] != 3 or colors.shape[0] < 1:
+        raise ValueError(f"palette must be (C, 3), got shape {colors.shape}")
+    return colors.astype(np.uint8)
+
+
+def colorize_labels(mask: np.ndarray, palette: np.ndarray | Sequence[Sequence[int]],
+                    ignore_index: int = IGNORE_INDEX, cell: int = CHECKER_CELL) -> np.ndarray:
+    """(H, W, 3) uint8: each pixel its class colour, ignored pixels a checkerboard.
+
+    ``palette`` is (C, 3): row ``j`` is class ``j``'s colour; a (256, 3) table such as
+    ``ClassSet.palette()`` works too, with C = 256 (then only ``ignore_index`` is special).
+    """
+    colors = _class_colors(palette)
+    mask = _check_mask(mask, len(colors) if len(colors) < 256 else 256, ignore_index)
+    ignored = mask == ignore_index
+    safe = np.where(ignored, 0, mask)
+    out = colors[safe]
+    if ignored.any():
+        board = checkerboard(*mask.shape, cell=cell)
+        out[ignored] = board[ignored]
+    return out
+
+
+def blend_overlay(image: np.ndarray, mask: np.ndarray, palette: np.ndarray | Sequence[Sequence[int]],
+                  alpha: float = OVERLAY_ALPHA, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
+    """(H, W, 3) uint8: ``(1 - alpha)·image + alpha·colour`` where labelled, the image itself where ignored."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be (H, W, 3) uint8, got {image.dtype} {image.shape}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    colors = _class_colors(palette)
+    mask = _check_mask(mask, len(colors) if len(colors) < 256 else 256, ignore_index)
+    if mask.shape != image.shape[:2]:
+        raise ValueError(f"mask {mask.shape} and image {image.shape[:2]} differ in size")
+    labelled = mask != ignore_index
+    colour = colors[np.where(labelled, mask, 0)].astype(np.float32)
+    blended = np.rint((1.0 - alpha) * image.astype(np.float32) + alpha * colour).astype(np.uint8)
+    return np.where(labelled[..., None], blended, image)
+
+
+def colormap_table(name: str = CONFIDENCE_COLORMAP) -> np.ndarray:
+    """(256, 3) uint8 samples of a matplotlib colormap, from its low end to its high end."""
+    from matplotlib import colormaps
+
+    try:
+        cmap = colormaps[name]
+    except KeyError:
+        raise UserError(f"unknown colormap {name!r}; e.g. viridis, magma, inferno, plasma, cividis") from None
+    return np.rint(cmap(np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.uint8)
+
+
+def confidence_to_rgb(confidence: np.ndarray, vmin: float = 0.0, vmax: float = 1.0,
+                      colormap: str = CONFIDENCE_COLORMAP) -> np.ndarray:
+    """(H, W, 3) uint8: ``confidence`` clipped to [vmin, vmax] and mapped through ``colormap``.
+
+    ``vmin`` takes the colormap's first colour and ``vmax`` its last; NaN is drawn as ``vmin``.
+    """
+    if not vmax > vmin:
+        raise ValueError(f"vmax ({vmax}) must exceed vmin ({vmin})")
+    values = np.asarray(confidence, np.float32)
+    if values.ndim != 2:
+        raise ValueError(f"a confidence map must be (H, W), got shape {values.shape}")
+    scaled = (np.nan_to_num(values, nan=vmin) - vmin) / (vmax - vmin)
+    index = np.rint(np.clip(scaled, 0.0, 1.0) * 255).astype(np.uint8)
+    return colormap_table(colormap)[index]
+
+
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` (H, W, 3) uint8 resized bilinearly to ``size`` = (H', W'); unchanged if already that size."""
+    from PIL import Image
+
+    height, width = (int(v) for v in size)
+    if image.shape[:2] == (height, width):
+        return image
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+
+
+def label_agreement(pseudo: np.ndarray, truth: np.ndarray | None,
+                    ignore_index: int = IGNORE_INDEX) -> dict[str, float | None]:
+    """One image's kept share (labelled pixels / all pixels) and accuracy against ``truth``.
+
+    Accuracy counts pixels that are labelled in both; it is None without ground truth or overlap.
+    """
+    pseudo = np.asarray(pseudo)
+    kept = pseudo != ignore_index
+    result: dict[str, float | None] = {"kept_share": float(kept.mean()) if pseudo.size else 0.0,
+                                       "accuracy": None}
+    if truth is not None:
+        truth = np.asarray(truth)
+        if truth.shape != pseudo.shape:
+            raise ValueError(f"ground truth {truth.shape} and pseudo label {pseudo.shape} differ in size")
+        judged = kept & (truth != ignore_index)
+        if judged.any():
+            result["accuracy"] = float((pseudo[judged] == truth[judged]).mean())
+    return result
+
+
+def select_image_ids(available: Sequence[str], requested: Sequence[str] | None = None,
+                     random_count: int | None = None, seed: int = 0) -> list[str]:
+    """The image ids to inspect: ``requested`` (checked, in the given order) or ``random_count`` drawn.
+
+    A random draw is seeded by ``seed`` and returned in ``available`` order, so the same arguments give
+    the same images. Unknown ids raise UserError naming a few that exist and how many there are.
+    """
+    if requested is not None:
+        known = set(available)
+        unknown = [i for i in requested if i not in known]
+        if unknown:
+            raise UserError(f"no pseudo label for image id(s) {', '.join(map(repr, unknown[:5]))}; "
+                            f"the round has {len(available)} images, e.g. {', '.join(available[:5])}")
+        return list(dict.fromkeys(requested))  # drop repeats, keep order
+    if random_count is None or random_count < 1:
+        raise UserError(f"the number of random images must be >= 1, got {random_count}")
+    count = min(random_count, len(available))
+    chosen = np.random.default_rng(seed).choice(len(available), size=count, replace=False)
+    return [available[i] for i in sorted(chosen.tolist())]
+
+
+def _figure_to_rgb(figure) -> np.ndarray:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def legend_image(class_names: Sequence[str], palette: np.ndarray | Sequence[Sequence[int]],
+                 ignore_label: str = "ignored (255): no pseudo label", columns: int = 4) -> np.ndarray:
+    """(H, W, 3) uint8 legend: a swatch per class, plus the checkerboard swatch for ignored pixels."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    colors = _class_colors(palette)[: len(class_names)] / 255.0
+    entries = len(class_names) + 1
+    rows = -(-entries // columns)
+    figure = Figure(figsize=(2.4 * columns, 0.32 * rows + 0.2), dpi=100)
+    axes = figure.add_axes((0, 0, 1, 1))
+    axes.set_xlim(0, columns)
+    axes.set_ylim(rows, 0)
+    axes.axis("off")
+    for k in range(entries):
+        x, y = k % columns, k // columns
+        if k < len(class_names):
+            axes.add_patch(Rectangle((x + 0.04, y + 0.2), 0.16, 0.6, facecolor=colors[k], edgecolor="black",
+                                     linewidth=0.5))
+            text = class_names[k]
+        else:
+            board = checkerboard(12, 20, cell=4) / 255.0
+            axes.imshow(board, extent=(x + 0.04, x + 0.20, y + 0.8, y + 0.2), interpolation="nearest")
+            axes.add_patch(Rectangle((x + 0.04, y + 0.2), 0.16, 0.6, fill=False, edgecolor="black",
+                                     linewidth=0.5))
+            text = ignore_label
+        axes.text(x + 0.25, y + 0.5, text, va="center", fontsize=9)
+    axes.set_aspect("auto")
+    return _figure_to_rgb(figure)
+
+
+def colorbar_image(vmin: float = 0.0, vmax: float = 1.0, colormap: str = CONFIDENCE_COLORMAP,
+                   label: str = "confidence (max softmax probability)") -> np.ndarray:
+    """(H, W, 3) uint8 horizontal colour bar with ticks, matching :func:`confidence_to_rgb`."""
+    from matplotlib import colormaps
+    from matplotlib.colorbar import ColorbarBase
+    from matplotlib.colors import ListedColormap, Normalize
+    from matplotlib.figure import Figure
+
+    colormap_table(colormap)  # refuses unknown names with a UserError
+    figure = Figure(figsize=(5.0, 0.9), dpi=100)
+    axes = figure.add_axes((0.05, 0.55, 0.9, 0.3))
+    ColorbarBase(axes, cmap=ListedColormap(colormaps[colormap](np.linspace(0, 1, 256))),
+                 norm=Normalize(vmin, vmax), orientation="horizontal").set_label(label, fontsize=9)
+    axes.tick_params(labelsize=8)
+    return _figure_to_rgb(figure)

@@ -1,0 +1,48 @@
+"""Model checkpoints: the weights plus what is needed to rebuild the model and trace where it came from."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+
+from pipeline_lib.atomic import atomic_path
+from pipeline_lib.errors import UserError
+from pipeline_lib.models.build import build_model
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, arch: str, class_names: list[str],
+                    provenance: dict) -> None:
+    """Write weights (CPU tensors, contiguous) with arch, classes and provenance, atomically."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        torch.save({"arch": arch, "class_names": list(class_names), "model": state,
+                    "output_stride": int(getattr(model, "output_stride", 1)), "provenance": provenance}, tmp)
+
+
+def load_checkpoint(path: Path, expect_classes: list[str] | None = None) -> tuple[torch.nn.Module, dict]:
+    """Rebuild the model saved at ``path`` (random init, then its weights). Returns (model, checkpoint dict)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: model checkpoint not found; run the stage that trains it first")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        arch, class_names = checkpoint["arch"], checkpoint["class_names"]
+    except Exception as exc:  # a truncated or foreign file
+        raise UserError(f"{path}: not a DARS model checkpoint ({exc})") from None
+    if expect_classes is not None and list(class_names) != list(expect_classes):
+        raise UserError(f"{path}: checkpoint has classes {class_names[:4]}… ({len(class_names)}) but the dataset "
+                        f"has {list(expect_classes)[:4]}… ({len(expect_classes)})")
+    model = build_model(arch, len(class_names), pretrained_backbone=None)
+    model.load_state_dict(checkpoint["model"])
+    return model, checkpoint

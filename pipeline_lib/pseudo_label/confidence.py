@@ -1,0 +1,262 @@
+"""Each pixel's confidence (max softmax probability, float16) and predicted class at label resolution,
+from a teacher's native-stride logits: the one computation every pseudo-label rule and both passes run on.
+
+The whole-image computation is upsample (bilinear, align_corners=False) → / T → max → exp(z − max) →
+1 / sum → float16. At one torch thread on the CPU it runs by bands of label rows (half the CPU time, see
+BAND_ROWS), bit-identical to the whole-image result. That equality rests on torch kernel internals
+(torch 2.x on the CPU: the summation blocks of the class-dimension sum, the small-output kernel switch of
+bilinear upsampling, plain-copy upsampling of equal sizes); each is named where the code relies on it,
+and tests/test_pseudo_label.py compares banded and whole-image results bit for bit over sizes and
+scales, so a torch upgrade that breaks it fails there, not silently.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pipeline_lib.errors import UserError
+
+
+def validate_temperature(temperature: float) -> float:
+    """A softmax temperature T, checked to be a positive finite number."""
+    try:
+        value = float(temperature)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise UserError(f"temperature must be a positive number, got {temperature!r}")
+    return value
+
+
+
+
+def _logits_tensor(logits: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """``logits`` as a (C, h, w) floating-point tensor (sharing memory where torch allows it)."""
+    if isinstance(logits, torch.Tensor):
+        tensor = logits.detach()
+    else:
+        array = np.asarray(logits)
+        # torch will not wrap read-only memory (e.g. arrays read from zarr); copy those.
+        tensor = torch.from_numpy(array if array.flags.writeable else array.copy())
+    if tensor.ndim != 3:
+        raise ValueError(f"logits must be (C, h, w), got shape {tuple(tensor.shape)}")
+    if not tensor.is_floating_point():
+        raise ValueError(f"logits must be floating point, got {tensor.dtype}")
+    return tensor
+
+
+def _label_size(label_size: tuple[int, int]) -> tuple[int, int]:
+    height, width = (int(v) for v in label_size)
+    if height < 1 or width < 1:
+        raise ValueError(f"label_size must be positive, got {label_size}")
+    return height, width
+
+
+def upsample_logits(logits: np.ndarray | torch.Tensor, label_size: tuple[int, int]) -> torch.Tensor:
+    """(C, h, w) logits of any float dtype -> a fresh float32 (C, H, W) tensor at ``label_size``.
+
+    Bilinear with align_corners=False, as the model's own training loss upsamples. A torch tensor
+    stays on its device (so GPU logits are upsampled on the GPU); numpy arrays go to CPU tensors.
+    The result never shares memory with ``logits``, so callers may modify it in place.
+    """
+    height, width = _label_size(label_size)
+    tensor = _logits_tensor(logits)
+    with torch.no_grad():
+        if tuple(tensor.shape[1:]) != (height, width):
+            return F.interpolate(tensor[None].float(), size=(height, width), mode="bilinear",
+                                 align_corners=False)[0]
+        return tensor.to(torch.float32, copy=True)
+
+
+# confidence_and_prediction works on bands of this many label rows (19 classes x 64 x 2048 float32 is
+# 10 MB, inside a 32 MB L3 cache) instead of one (C, H, W) tensor (160 MB at Cityscapes size): the
+# softmax steps then re-read cached memory, and no large buffer is page-faulted in for every image.
+BAND_ROWS = 64
+# torch's CPU sum over the class dimension treats the image's pixels, flattened, in blocks (of 64 on
+# AVX-512) and the few left over at the very end in another summation order. Band boundaries at
+# multiples of this many pixels (and a last band of at least this many) put every pixel in the same
+# kind of block as in a whole-image sum, so the float sums — and thus the confidences — are
+# bit-identical to the whole-image computation.
+_SUM_ALIGN_PIXELS = 256
+# torch's CPU bilinear upsampling switches to another kernel, which rounds differently, when the
+# output's height + width is at most 128 (torch 2.x). Upsampled bands keep height + width at least
+# this, so they run the kernel a whole image of that size runs; smaller images are upsampled whole.
+_MIN_UPSAMPLED_EXTENT = 256
+
+
+@dataclass(frozen=True)
+class _RowBand:
+    """Label rows [start, stop); bilinear upsampling reads logit rows [input_start, input_stop) and
+    makes ``skip`` rows above ``start`` that are dropped."""
+
+    start: int
+    stop: int
+    input_start: int = 0
+    input_stop: int = 0
+    skip: int = 0
+
+
+def _power_of_two_factor(label_height: int, logit_height: int) -> int | None:
+    """k where label_height = k * logit_height with k a power of two (1 included), else None."""
+    if label_height % logit_height:
+        return None
+    factor = label_height // logit_height
+    return factor if factor & (factor - 1) == 0 and label_height < 1 << 20 else None
+
+
+def _row_bands(label_size: tuple[int, int], logit_height: int, band_rows: int,
+               factor: int | None) -> list[_RowBand]:
+    """Split the label rows into bands whose separate computation equals the whole-image one.
+
+    With ``factor`` = k (label height = k * logit height, k a power of two) each band is upsampled on
+    its own from the logit rows it needs. torch computes label row y from the source coordinate
+    (y + 0.5) / k - 0.5; for such k that is exact in float32, so a band upsampled from logit rows
+    r0.. with its output starting at local row y - k * r0 meets the same coordinates, neighbours and
+    weights as the whole image. ``factor=None`` means the caller upsamples the whole image and the
+    bands only slice it.
+    """
+    height, width = label_size
+    # Band starts at multiples of ``unit`` rows: aligned for the sum, whole logit rows for the upsampling.
+    unit = _SUM_ALIGN_PIXELS // math.gcd(_SUM_ALIGN_PIXELS, width)
+    offset = 0
+    if factor is not None:
+        unit = math.lcm(unit, factor)
+        # A band starting half a logit row past a logit row needs no logit row above it: k/2 skipped
+        # rows instead of k (for k = 8 and 64-row bands, 6 % instead of 12 % extra upsampling).
+        if factor > 1 and (factor // 2 * width) % _SUM_ALIGN_PIXELS == 0:
+            offset = factor // 2
+    step = unit * max(1, band_rows // unit)
+    if factor is not None:
+        # torch upsamples a dimension whose input and output sizes agree as a plain copy, ignoring
+        # the scale; bands of >= 2k label rows (k > 1) always have fewer logit rows than label rows.
+        least_rows = max(2 * factor, _MIN_UPSAMPLED_EXTENT - width)
+        step = max(step, unit * -(-least_rows // unit))
+    starts = [0] + list(range(offset + step, height, step))
+    if len(starts) > 1 and (height - starts[-1]) * width < _SUM_ALIGN_PIXELS:
+        # The sum takes yet another path over a band of only a few pixels; a last band holding at
+        # least one aligned block before the leftover pixels is summed as the whole image's end is.
+        starts.pop()
+    stops = starts[1:] + [height]
+    if factor is None:
+        return [_RowBand(start, stop) for start, stop in zip(starts, stops)]
+    bands: list[_RowBand] = []
+    for start, stop in zip(starts, stops):
+        band = _upsampling_band(start, stop, logit_height, factor)
+        if bands and band.skip + band.stop - band.start + width < _MIN_UPSAMPLED_EXTENT:
+            # A short last band, which torch would upsample by its other kernel: join the band above.
+            band = _upsampling_band(bands.pop().start, stop, logit_height, factor)
+        bands.append(band)
+    return bands
+
+
+def _upsampling_band(start: int, stop: int, logit_height: int, factor: int) -> _RowBand:
+    # floor((y + 0.5) / k - 0.5) in integers: the upper logit row bilinear reads for label row y.
+    def lower_source_row(y: int) -> int:
+        return (2 * y + 1 - factor) // (2 * factor)
+
+    input_start = max(0, lower_source_row(start))
+    input_stop = min(logit_height, lower_source_row(stop - 1) + 2)
+    return _RowBand(start, stop, input_start, input_stop, start - factor * input_start)
+
+
+def _upsampled_band(tensor: torch.Tensor, band: _RowBand, width: int, factor: int,
+                    workspace: torch.Tensor) -> torch.Tensor:
+    """Float32 (C, stop - start, W) rows of ``upsample_logits(tensor, (H, W))``, computed for this band
+    only into the flat float32 ``workspace`` (reused by every band: no fresh buffer to page in)."""
+    channels, rows = tensor.shape[0], band.skip + band.stop - band.start
+    out = workspace[:channels * rows * width].view(1, channels, rows, width)
+    if factor == 1 and tensor.shape[2] == width:  # no resizing at all
+        return out[0].copy_(tensor[:, band.start:band.stop])
+    # The explicit scale keeps torch's coordinates those of the whole image (it would otherwise
+    # derive the scale from this band's own input and output row counts).
+    torch.ops.aten.upsample_bilinear2d.out(tensor[None, :, band.input_start:band.input_stop].float(),
+                                           [rows, width], False, float(factor), None, out=out)
+    return out[0, :, band.skip:]
+
+
+def _softmax_max_into(band: torch.Tensor, temperature: float, confidence: torch.Tensor,
+                      prediction: torch.Tensor, few_ops: bool) -> None:
+    """Write max softmax and argmax (uint8) of ``band`` (C, rows, W) float32, which is overwritten.
+
+    ``few_ops`` takes torch's max(dim=0) for the argmax: one op, but slow on a CPU thread."""
+    with torch.no_grad():
+        if temperature != 1.0:
+            band.div_(temperature)
+        if few_ops:
+            top, argmax = band.max(dim=0)
+            prediction.copy_(argmax)
+        else:
+            top = band.amax(dim=0)
+            # argmax with ties to the lowest class = how many leading classes lie strictly below the
+            # max: three cheap passes per class, several times faster than max(dim=0) with indices.
+            prediction.zero_()
+            all_below = torch.ones_like(top, dtype=torch.bool)
+            below = torch.empty_like(all_below)
+            for c in range(band.shape[0] - 1):
+                torch.lt(band[c], top, out=below)
+                all_below.logical_and_(below)
+                prediction.add_(all_below)
+        # max softmax = exp(0) / sum_c exp(z_c - max), in place: no softmax tensor.
+        band.sub_(top).exp_()
+        confidence.copy_(band.sum(dim=0).reciprocal_())
+
+
+def confidence_and_prediction(logits: np.ndarray | torch.Tensor, label_size: tuple[int, int], temperature: float = 1.0,
+                              *, band_rows: int = BAND_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    """Max softmax probability (float16) and argmax class (uint8) at label resolution.
+
+    ``logits`` is (C, h, w) at the model's native stride, any float dtype; it is bilinearly
+    upsampled (align_corners=False) to ``label_size`` = (H, W), divided by ``temperature`` and
+    softmaxed in float32. Ties in the argmax go to the lowest class index. Torch tensors are
+    processed on their own device; the results are always numpy arrays.
+
+    With torch at one thread (as the pseudo-label stage runs its workers) the work is done
+    ``band_rows`` label rows at a time, a speed knob only: the results equal, bit for bit, the
+    whole-image computation ``upsample_logits`` → ``/ temperature`` → max → exp(z − max) → 1 / sum →
+    float16, which is what runs with more torch threads or on a GPU. NaN logits give NaN confidences,
+    which the histogram refuses.
+    """
+    confidence, prediction = _max_softmax_and_argmax(logits, label_size, temperature, band_rows, torch.float16)
+    return confidence.cpu().numpy(), prediction.cpu().numpy()
+
+
+def _max_softmax_and_argmax(logits: np.ndarray | torch.Tensor, label_size: tuple[int, int], temperature: float,
+                            band_rows: int, confidence_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`confidence_and_prediction` as tensors, the confidence in ``confidence_dtype`` (float32 lets
+    tests see every bit of the float32 computation, which float16 rounding would mostly hide)."""
+    temperature = validate_temperature(temperature)
+    height, width = _label_size(label_size)
+    if band_rows < 1:
+        raise ValueError(f"band_rows must be >= 1, got {band_rows}")
+    tensor = _logits_tensor(logits)
+    if not 1 <= tensor.shape[0] <= 255:
+        raise ValueError(f"logits must have 1..255 classes (255 = ignore), got {tensor.shape[0]}")
+    # Bands mean many small torch ops; with intra-op threads each one waits on the other threads, which
+    # on busy cores costs a scheduler slice per op (measured: 10 s instead of 0.15 s per Cityscapes
+    # image on a loaded 2-core machine). So bands only at one torch thread; otherwise the whole image.
+    banded = tensor.device.type == "cpu" and torch.get_num_threads() == 1
+    factor = _power_of_two_factor(height, tensor.shape[1]) if banded and height + width >= _MIN_UPSAMPLED_EXTENT \
+        else None
+    confidence = torch.empty((height, width), dtype=confidence_dtype, device=tensor.device)
+    prediction = torch.empty((height, width), dtype=torch.uint8, device=tensor.device)
+    with torch.no_grad():
+        if factor is None:
+            # Not banded (several threads, a GPU), or a scale whose coordinates are not exact under a
+            # shift of rows: upsample the whole image at once; at one thread still softmax it by bands.
+            upsampled = upsample_logits(tensor, (height, width))
+            bands = _row_bands((height, width), tensor.shape[1], band_rows, None) if banded else [_RowBand(0, height)]
+            for band in bands:
+                _softmax_max_into(upsampled[:, band.start:band.stop], temperature,
+                                  confidence[band.start:band.stop], prediction[band.start:band.stop], not banded)
+        else:
+            bands = _row_bands((height, width), tensor.shape[1], band_rows, factor)
+            workspace = torch.empty(tensor.shape[0] * max(b.skip + b.stop - b.start for b in bands) * width)
+            for band in bands:
+                _softmax_max_into(_upsampled_band(tensor, band, width, factor, workspace), temperature,
+                                  confidence[band.start:band.stop], prediction[band.start:band.stop], False)
+    return confidence, prediction

@@ -1,0 +1,260 @@
+"""Pseudo-label selection rules: ST, CBST, DA and DARS, as pure functions over arrays.
+
+Every rule works on each unlabelled pixel's float16 confidence (max softmax probability at label
+resolution, from :mod:`pipeline_lib.pseudo_label.confidence`) and its predicted class, in two passes: pass 1 pools the confidences of all images into
+a :class:`ConfidenceHistogram` and :func:`compute_thresholds` turns it into per-class thresholds;
+pass 2 calls :func:`assign_pseudo_labels` on each image.
+
+- **ST**: one global threshold, the floor(α·N)-th largest confidence over all N unlabelled pixels.
+- **CBST**: per class, the floor(α·P_j)-th largest of the P_j confidences predicted as class j.
+- **DA**: per class, the n_j-th largest, n_j = floor(α·f_j·N) with f_j class j's share of the
+  valid labelled pixels, so the pseudo labels follow the labelled class distribution.
+- **DARS**: DA's thresholds, then, per image, floor(c·(1−s_j)) of the c kept class-j pixels are
+  dropped at random, s_j = min(1, n_j/ñ_j), ñ_j = #{pred = j, conf ≥ t_j}.
+
+Ties: a pixel is kept when its confidence is >= the threshold, so every pixel tied at the threshold
+is kept. ST, CBST and DA therefore keep at least their target and at most target + (number of
+pixels tied at the threshold) − 1 per class (float16 saturates at 1.0 above ~0.99976, so ties are
+common for confident classes). DARS's random dropping removes that overshoot: per class it keeps
+between min(n_j, ñ_j) and min(n_j, ñ_j) + (number of images) − 1 pixels, the slack coming from the
+per-image flooring.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline_lib.data.classes import IGNORE_INDEX
+from pipeline_lib.errors import UserError
+from pipeline_lib.pseudo_label.histogram import ConfidenceHistogram, checked_pair
+
+METHODS: tuple[str, ...] = ("st", "cbst", "da", "dars")
+# float64 products like 0.29 * 100 land just below the integer they mean (28.999999999999996);
+# a relative nudge far above rounding error (~1e-16) and far below one pixel in any real count
+# makes floor() give the intended 29.
+_FLOOR_TOLERANCE = 1e-12
+
+
+def _floor_count(value: float) -> int:
+    return int(math.floor(value * (1.0 + _FLOOR_TOLERANCE)))
+
+
+def validate_labeling_ratio(labeling_ratio: float) -> float:
+    """The fraction α of unlabelled pixels to pseudo-label, checked to lie in (0, 1]."""
+    try:
+        ratio = float(labeling_ratio)
+    except (TypeError, ValueError):
+        raise UserError(f"labeling_ratio must be a number in (0, 1], got {labeling_ratio!r}") from None
+    if isinstance(labeling_ratio, bool) or not (0.0 < ratio <= 1.0):  # also refuses NaN
+        raise UserError(f"labeling_ratio must be in (0, 1], got {labeling_ratio!r}")
+    return ratio
+
+
+
+
+def validate_method(method: str) -> str:
+    if method not in METHODS:
+        raise UserError(f"unknown pseudo-label method {method!r}; expected one of {', '.join(METHODS)}")
+    return method
+
+
+def _validate_shares(labeled_shares: np.ndarray, num_classes: int | None = None) -> np.ndarray:
+    shares = np.asarray(labeled_shares, np.float64)
+    if shares.ndim != 1 or shares.size == 0:
+        raise UserError(f"labelled class shares must be a non-empty list, got shape {shares.shape}")
+    if num_classes is not None and shares.size != num_classes:
+        raise UserError(f"labelled class shares list {shares.size} classes but the predictions have "
+                        f"{num_classes}; the class distribution and the model disagree")
+    if not np.all(np.isfinite(shares)) or np.any(shares < 0) or shares.sum() <= 0:
+        raise UserError(f"labelled class shares must be non-negative with a positive sum, got {shares.tolist()}")
+    return shares
+
+
+def target_counts(labeled_shares: np.ndarray, labeling_ratio: float, total_pixels: int) -> np.ndarray:
+    """(C,) int64 n_j = floor(α · f_j · N): DA/DARS's number of pixels to pseudo-label per class.
+
+    ``labeled_shares`` are renormalised to sum to 1 (the paper divides its class priors by the
+    valid-pixel ratio), so α is a fraction of *all* N unlabelled pixels.
+    """
+    ratio = validate_labeling_ratio(labeling_ratio)
+    shares = _validate_shares(labeled_shares)
+    if total_pixels < 0:
+        raise ValueError(f"total_pixels must be >= 0, got {total_pixels}")
+    shares = shares / shares.sum()
+    return np.array([_floor_count(ratio * share * total_pixels) for share in shares], np.int64)
+
+
+
+@dataclass(frozen=True)
+class ClassThresholds:
+    """The outcome of pass 1: what pass 2 keeps of each class.
+
+    ``target_count`` is n_j for DA/DARS and floor(α·P_j) for CBST. ST has a single global target
+    floor(α·N) that is not split by class, so for ST ``target_count`` records the per-class number of
+    pixels its threshold keeps (equal to ``above_threshold``).
+    """
+
+    method: str
+    threshold: np.ndarray  # (C,) float32 t_j, float16-exact; np.inf where a class keeps nothing
+    keep_probability: np.ndarray  # (C,) float64 s_j; 1.0 except for DARS
+    target_count: np.ndarray  # (C,) int64
+    above_threshold: np.ndarray  # (C,) int64 ñ_j = #{pred = j, conf >= t_j}
+    # DARS's per-image drop count floor(c·(1−s_j)) is computed from target_count and
+    # above_threshold in integers (s_j = n_j/ñ_j exactly); keep_probability is their float report.
+
+    def to_dict(self, class_names: list[str]) -> dict:
+        """JSON-able summary, one entry per class; a threshold of None means "keeps nothing"."""
+        if len(class_names) != len(self.threshold):
+            raise ValueError(f"{len(class_names)} class names for {len(self.threshold)} classes")
+        return {
+            "method": self.method,
+            "classes": [
+                {
+                    "name": str(name),
+                    "threshold": float(t) if np.isfinite(t) else None,
+                    "keep_probability": float(s),
+                    "target_count": int(n),
+                    "above_threshold": int(a),
+                }
+                for name, t, s, n, a in zip(class_names, self.threshold, self.keep_probability,
+                                            self.target_count, self.above_threshold)
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ClassThresholds:
+        """Inverse of :meth:`to_dict`."""
+        rows = data["classes"]
+        return cls(
+            method=validate_method(data["method"]),
+            threshold=np.array([np.inf if r["threshold"] is None else r["threshold"] for r in rows], np.float32),
+            keep_probability=np.array([r["keep_probability"] for r in rows], np.float64),
+            target_count=np.array([r["target_count"] for r in rows], np.int64),
+            above_threshold=np.array([r["above_threshold"] for r in rows], np.int64),
+        )
+
+
+# The rules below need only two order statistics, passed in as functions so that the streaming
+# histogram and the brute-force sort share one statement of the rules:
+#   kth_largest(class_index | None, k) -> float  (1 <= k <= count; None = all classes pooled)
+#   count_at_or_above(class_index | None, value) -> int
+KthLargest = Callable[[int | None, int], float]
+CountAtOrAbove = Callable[[int | None, float], int]
+
+
+def _thresholds_from_order_statistics(method: str, labeling_ratio: float, labeled_shares: np.ndarray,
+                                      predicted_per_class: np.ndarray, kth_largest: KthLargest,
+                                      count_at_or_above: CountAtOrAbove) -> ClassThresholds:
+    method = validate_method(method)
+    ratio = validate_labeling_ratio(labeling_ratio)
+    predicted = np.asarray(predicted_per_class, np.int64)
+    num_classes = predicted.size
+    shares = _validate_shares(labeled_shares, num_classes)
+    total = int(predicted.sum())
+    threshold = np.full(num_classes, np.inf, np.float32)
+
+    if method == "st":
+        rank = _floor_count(ratio * total)
+        if rank >= 1:
+            threshold[:] = kth_largest(None, rank)
+    else:
+        if method == "cbst":
+            target = np.array([_floor_count(ratio * int(p)) for p in predicted], np.int64)
+        else:
+            target = target_counts(shares, ratio, total)
+        for j in range(num_classes):
+            # Fewer predicted than wanted: the threshold is the smallest, i.e. keep them all.
+            rank = min(int(target[j]), int(predicted[j]))
+            if rank >= 1:
+                threshold[j] = kth_largest(j, rank)
+
+    above = np.array([count_at_or_above(j, float(t)) if np.isfinite(t) else 0
+                      for j, t in enumerate(threshold)], np.int64)
+    if method == "st":
+        target = above.copy()
+    keep = np.ones(num_classes, np.float64)
+    if method == "dars":
+        dropping = above > target
+        keep[dropping] = target[dropping] / above[dropping]
+    return ClassThresholds(method, threshold, keep, target, above)
+
+
+def compute_thresholds(histogram: ConfidenceHistogram, method: str, labeling_ratio: float,
+                       labeled_shares: np.ndarray) -> ClassThresholds:
+    """Exact thresholds of ``method`` from the pooled confidences of all unlabelled pixels."""
+    return _thresholds_from_order_statistics(method, labeling_ratio, labeled_shares,
+                                             histogram.predicted_per_class(), histogram.kth_largest,
+                                             histogram.count_at_or_above)
+
+
+def thresholds_by_sorting(confidences: list[np.ndarray], predictions: list[np.ndarray], method: str,
+                          labeling_ratio: float, labeled_shares: np.ndarray) -> ClassThresholds:
+    """Brute-force reference for :func:`compute_thresholds`: sorts the pooled confidences in memory."""
+    num_classes = np.asarray(labeled_shares).size
+    pooled = np.concatenate([np.asarray(c, np.float16).ravel() for c in confidences])
+    classes = np.concatenate([np.asarray(p).ravel() for p in predictions]).astype(np.int64)
+    descending = {j: np.sort(pooled[classes == j].astype(np.float64))[::-1] for j in range(num_classes)}
+    descending[None] = np.sort(pooled.astype(np.float64))[::-1]
+
+    def kth_largest(class_index: int | None, k: int) -> float:
+        return float(descending[class_index][k - 1])
+
+    def count_at_or_above(class_index: int | None, value: float) -> int:
+        return int(np.count_nonzero(descending[class_index] >= value))
+
+    predicted = np.bincount(classes, minlength=num_classes)
+    return _thresholds_from_order_statistics(method, labeling_ratio, labeled_shares, predicted,
+                                             kth_largest, count_at_or_above)
+
+
+def _drop_count(kept: int, target: int, above: int) -> int:
+    """floor(kept · (1 − s)) with s = target/above, in exact integer arithmetic."""
+    if above <= target:
+        return 0
+    return kept * (above - target) // above
+
+
+def assign_pseudo_labels(confidence: np.ndarray, prediction: np.ndarray, thresholds: ClassThresholds,
+                         seed: int, image_index: int) -> np.ndarray:
+    """(H, W) uint8 pseudo label of one image: the predicted class where kept, 255 elsewhere.
+
+    For DARS the random dropping draws from a generator seeded by (seed, image_index), so the result
+    does not depend on the order in which images are processed or on the number of workers.
+    """
+    confidence, prediction = checked_pair(confidence, prediction)
+    num_classes = thresholds.threshold.size
+    if prediction.size and (int(prediction.min()) < 0 or int(prediction.max()) >= num_classes):
+        raise ValueError(f"prediction values must be in 0..{num_classes - 1}")
+    if seed < 0 or image_index < 0:
+        raise ValueError(f"seed and image_index must be >= 0, got {seed}, {image_index}")
+
+    # Compare in float32: float16 confidences and float16-exact thresholds convert exactly.
+    class_threshold = thresholds.threshold.astype(np.float32)[prediction]
+    keep = confidence.astype(np.float32) >= class_threshold
+    # C order so that ``reshape(-1)`` below is a view that writes through.
+    pseudo = np.where(keep, prediction, IGNORE_INDEX).astype(np.uint8, order="C")
+
+    if thresholds.method == "dars":
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), int(image_index)])))
+        flat = pseudo.reshape(-1)
+        for j in range(num_classes):
+            target, above = int(thresholds.target_count[j]), int(thresholds.above_threshold[j])
+            if above <= target:
+                continue
+            kept_positions = np.flatnonzero(flat == j)
+            drop = _drop_count(kept_positions.size, target, above)
+            if drop:
+                flat[kept_positions[rng.choice(kept_positions.size, size=drop, replace=False)]] = IGNORE_INDEX
+    return pseudo
+
+
+def pseudo_label_counts(pseudo_labels: Sequence[np.ndarray], num_classes: int) -> np.ndarray:
+    """(C,) int64 pixels per class over pseudo-label masks (255 not counted)."""
+    counts = np.zeros(num_classes, np.int64)
+    for mask in pseudo_labels:
+        counts += np.bincount(np.asarray(mask).ravel(), minlength=256)[:num_classes]
+    return counts

@@ -1,0 +1,112 @@
+"""Statistics of a pseudo-labelling run: per-class integer tallies, KL(labelled ‖ pseudo), the stats
+document (a DVC metrics file) and the labelled-vs-pseudo class-share CSV (a DVC plot).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pipeline_lib.pseudo_label.rules import ClassThresholds
+
+# KL(labelled || pseudo) adds this to both distributions so that a class with no pseudo label gives a large
+# but finite divergence (log(share / 1e-6) ~ 14 per unit share) instead of infinity.
+KL_EPSILON = 1e-6
+
+
+@dataclass
+class PixelTally:
+    """Integer per-class counts accumulated in pass 2."""
+
+    final_counts: np.ndarray  # pseudo-labelled pixels per class
+    correct: np.ndarray  # ... whose ground truth agrees
+    judged: np.ndarray  # ... that have a valid ground-truth pixel
+    images_with_truth: int = 0
+
+    @classmethod
+    def empty(cls, num_classes: int) -> "PixelTally":
+        zeros = lambda: np.zeros(num_classes, np.int64)  # noqa: E731
+        return cls(zeros(), zeros(), zeros())
+
+
+
+
+def kl_divergence(labeled_shares: np.ndarray, pseudo_counts: np.ndarray, epsilon: float = KL_EPSILON) -> float:
+    """KL(labelled || pseudo) in nats between the class distributions, ``epsilon`` added to both shares."""
+    p = np.asarray(labeled_shares, np.float64)
+    p = p / p.sum()
+    counts = np.asarray(pseudo_counts, np.float64)
+    q = counts / counts.sum() if counts.sum() > 0 else np.zeros_like(counts)
+    present = p > 0
+    return float(np.sum(p[present] * np.log((p[present] + epsilon) / (q[present] + epsilon))))
+
+
+def threshold_or_none(value: float) -> float | None:
+    """A threshold for JSON: None where the class keeps nothing (threshold +inf)."""
+    return float(value) if np.isfinite(value) else None
+
+
+def _number(value: Any) -> int | float:
+    value = np.asarray(value).item()
+    return int(value) if isinstance(value, (int, np.integer)) else float(value)
+
+
+def summarize(class_names: Sequence[str], labeled_shares: np.ndarray, thresholds: ClassThresholds, tally: PixelTally,
+              method: str, labeling_ratio: float, temperature: float, seed: int,
+              images: int, total_pixels: int) -> dict[str, Any]:
+    """The stats document (a DVC metrics file: flat scalars on top, one entry per class below)."""
+    final = tally.final_counts
+    kept = int(final.sum())
+    labeled = np.asarray(labeled_shares, np.float64) / np.sum(labeled_shares)
+    pseudo = final / kept if kept else np.zeros(len(final))
+    has_truth = tally.images_with_truth > 0
+    stats: dict[str, Any] = {
+        "method": method,
+        "labeling_ratio": float(labeling_ratio),
+        "temperature": float(temperature),
+        "seed": int(seed),
+        "images": int(images),
+        "pixels": int(total_pixels),
+        "pseudo_labeled_pixels": kept,
+        "fraction_labeled": kept / total_pixels if total_pixels else 0.0,
+        "kl_divergence": kl_divergence(labeled, final),
+    }
+    if has_truth:
+        judged = int(tally.judged.sum())
+        stats["pseudo_label_accuracy"] = int(tally.correct.sum()) / judged if judged else None
+        stats["ground_truth_images"] = tally.images_with_truth
+    per_class = {}
+    for j, name in enumerate(class_names):
+        entry = {
+            "target_count": _number(thresholds.target_count[j]),
+            "threshold": threshold_or_none(thresholds.threshold[j]),
+            "above_threshold": _number(thresholds.above_threshold[j]),
+            "keep_probability": float(thresholds.keep_probability[j]),
+            "final_count": int(final[j]),
+            "labeled_share": float(labeled[j]),
+            "pseudo_share": float(pseudo[j]),
+        }
+        if has_truth:
+            entry["accuracy"] = int(tally.correct[j]) / int(tally.judged[j]) if tally.judged[j] else None
+        per_class[name] = entry
+    stats["per_class"] = per_class
+    return stats
+
+
+def class_share_csv(class_names: Sequence[str], labeled_shares: np.ndarray, pseudo_counts: np.ndarray) -> str:
+    """DVC plots CSV ``class,labeled_share,pseudo_share``, most frequent labelled class first."""
+    labeled = np.asarray(labeled_shares, np.float64) / np.sum(labeled_shares)
+    counts = np.asarray(pseudo_counts, np.float64)
+    pseudo = counts / counts.sum() if counts.sum() > 0 else np.zeros_like(counts)
+    order = sorted(range(len(class_names)), key=lambda j: (-labeled[j], j))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["class", "labeled_share", "pseudo_share"])
+    for j in order:
+        writer.writerow([class_names[j], f"{labeled[j]:.6g}", f"{pseudo[j]:.6g}"])
+    return out.getvalue()

@@ -1,0 +1,255 @@
+"""Per-image arrays of varying (h, w) stacked in one sharded zarr v3 array.
+
+Both stage stores (soft predictions, pseudo labels) are an ``(N, *lead, H_max, W_max)`` array with
+one chunk per image, padded with a fill value beyond each image's own size, and with images grouped
+``images_per_shard`` to a shard file. Grouping matters: DVC hashes every file, so a store must be a
+few hundred files, not one per chunk. A shard is rewritten whole on every write into it, so writers
+buffer one shard's images and write its region at once.
+
+Several processes may write one store together (multi-GPU inference): each owns whole shards
+(:func:`shards_of_writer`), so no shard file ever has two writers, and :func:`atomic_store_dir` keeps the
+store atomic across them (rank 0 creates the metadata and moves the finished store into place).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import zarr
+from tqdm import tqdm
+
+from pipeline_lib.atomic import atomic_path
+from pipeline_lib.errors import UserError
+
+StoreLike = str | os.PathLike | zarr.abc.store.Store
+
+
+def describe_store(store: StoreLike) -> str:
+    """A short name for messages: the path, or the store's own description."""
+    return str(store)
+
+
+def open_group_readonly(store: StoreLike, kind: str) -> zarr.Group:
+    """Open a zarr v3 group read-only, or raise UserError naming ``store`` and saying what it is not."""
+    if isinstance(store, (str, os.PathLike)):
+        path = Path(store)
+        if not path.exists():
+            raise UserError(f"{path}: {kind} not found")
+        if not path.is_dir():
+            raise UserError(f"{path}: not a {kind} (expected a zarr directory, found a file)")
+        store = str(path)
+    try:
+        return zarr.open_group(store, mode="r", zarr_format=3)
+    except Exception as exc:  # zarr raises several unrelated types for "nothing usable here"
+        raise UserError(f"{describe_store(store)}: not a {kind} (no readable zarr v3 group: "
+                        f"{type(exc).__name__})") from None
+
+
+def require_attrs(attrs: dict[str, Any], keys: Sequence[str], where: str, kind: str) -> None:
+    missing = [k for k in keys if k not in attrs]
+    if missing:
+        raise UserError(f"{where}: not a {kind} (attributes missing: {', '.join(missing)})")
+
+
+def open_stack(store: StoreLike, kind: str, array_name: str, required_attrs: Sequence[str],
+               format_version: int, producer: str) -> tuple[zarr.Group, zarr.Array, str]:
+    """Open a stage store read-only: its group, its stacked array and a name for messages.
+
+    Raises UserError naming the store when it is not a ``kind`` (no group, attributes or array) or has
+    another format version than ``format_version`` (then ``producer``, the stage that writes it, must rerun).
+    """
+    where = describe_store(store)
+    group = open_group_readonly(store, kind)
+    attrs = dict(group.attrs)
+    require_attrs(attrs, required_attrs, where, kind)
+    if attrs["format_version"] != format_version:
+        raise UserError(f"{where}: {kind} format version {attrs['format_version']!r}, this code reads "
+                        f"version {format_version}; rerun the {producer} stage")
+    if array_name not in group or not isinstance(group[array_name], zarr.Array):
+        raise UserError(f"{where}: not a {kind} (no '{array_name}' array)")
+    return group, group[array_name], where
+
+
+def create_stack(group: zarr.Group, name: str, count: int, lead_shape: tuple[int, ...],
+                 max_size: tuple[int, int], dtype: str, fill_value: int | float, images_per_shard: int,
+                 compressor: Any) -> zarr.Array:
+    """An empty ``(count, *lead_shape, *max_size)`` array: one chunk per image, ``images_per_shard`` per shard."""
+    if images_per_shard < 1:
+        raise ValueError(f"images_per_shard must be >= 1, got {images_per_shard}")
+    item_shape = (*lead_shape, *max_size)
+    per_shard = max(1, min(images_per_shard, count))
+    return group.create_array(
+        name, shape=(count, *item_shape), dtype=dtype, chunks=(1, *item_shape),
+        shards=(per_shard, *item_shape), fill_value=fill_value, compressors=compressor)
+
+
+def write_stack(array: zarr.Array, items: Iterable[np.ndarray], sizes: Sequence[tuple[int, int]],
+                ids: Sequence[str], desc: str, shards: Sequence[int] | None = None) -> None:
+    """Write ``items`` (image i has shape ``(*lead, *sizes[i])``) into ``array``, one shard region at a time.
+
+    ``shards`` (default: every shard) limits the writing to those shard indices; ``items`` then yields
+    exactly their images, in order. ``items`` is consumed lazily, so at most one shard of images is held here.
+    """
+    count, *item_shape = array.shape
+    lead = tuple(item_shape[:-2])
+    per_shard = array.shards[0] if array.shards else 1
+    shard_count = -(-count // per_shard)
+    shards = range(shard_count) if shards is None else list(shards)
+    if any(not 0 <= shard < shard_count for shard in shards):
+        raise ValueError(f"{desc}: shard indices must lie in 0..{shard_count - 1}, got {list(shards)}")
+    regions = [(shard * per_shard, min((shard + 1) * per_shard, count)) for shard in shards]
+    expected_count = sum(stop - first for first, stop in regions)
+    fill = array.fill_value
+    block = np.full((per_shard, *item_shape), fill, dtype=array.dtype)
+    iterator = iter(items)
+    written = 0
+    with tqdm(total=expected_count, desc=desc, unit="img", leave=False, disable=None) as bar:
+        for first, stop in regions:
+            block.fill(fill)
+            for index in range(first, stop):
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    raise ValueError(f"{desc}: got {written} images, expected {expected_count}") from None
+                expected = (*lead, *sizes[index])
+                if tuple(item.shape) != expected:
+                    raise ValueError(f"{desc}: image {ids[index]!r} has shape {tuple(item.shape)}, "
+                                     f"expected {expected}")
+                h, w = sizes[index]
+                block[index - first, ..., :h, :w] = item
+                written += 1
+                bar.update(1)
+            array[first:stop] = block[: stop - first]
+    if next(iterator, None) is not None:
+        raise ValueError(f"{desc}: more images than the {expected_count} expected")
+
+
+def shards_of_writer(count: int, images_per_shard: int, rank: int, world_size: int) -> list[int]:
+    """The shard indices that writer ``rank`` of ``world_size`` owns: every ``world_size``-th, from ``rank``.
+
+    Whole shards, never parts of one: zarr rewrites a shard file whole on every write into it, so two
+    processes writing images of one shard would each overwrite the other's.
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+    return list(range(rank, -(-count // images_per_shard), world_size))
+
+
+def shard_images(shards: Sequence[int], count: int, images_per_shard: int) -> list[int]:
+    """The image indices held by ``shards``, in order."""
+    return [index for shard in shards
+            for index in range(shard * images_per_shard, min((shard + 1) * images_per_shard, count))]
+
+
+class StoreWriters(Protocol):
+    """The processes writing one store together (``pipeline_lib.distributed.DistributedRun`` is one)."""
+
+    rank: int
+    world_size: int
+
+    def barrier(self) -> None: ...
+
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's ``value``, returned on every rank."""
+
+
+@dataclass(frozen=True)
+class SingleWriter:
+    """One process writes the whole store."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    def barrier(self) -> None:
+        pass
+
+    def broadcast(self, value: Any) -> Any:
+        return value
+
+
+@contextmanager
+def atomic_store_dir(final: str | os.PathLike, writers: StoreWriters,
+                     create: Callable[[Path], None]) -> Iterator[Path]:
+    """``atomic_path`` for a store directory that ``writers`` fill together.
+
+    Rank 0 makes the temporary directory and calls ``create(tmp)`` (group and array metadata); every rank
+    then gets ``tmp`` to write its own shards into; once all have finished, rank 0 moves it onto ``final``.
+    On exit the store is at ``final`` for every rank. If rank 0 fails, the temporary directory is removed;
+    if another rank fails, the launcher (torchrun) stops them all and ``final`` is left as it was.
+    """
+    if writers.rank == 0:
+        with atomic_path(final) as tmp:
+            create(tmp)
+            writers.broadcast(str(tmp))  # collective: the others start only once the metadata exists
+            yield tmp
+            writers.barrier()  # every rank has written its shards
+        writers.barrier()  # the store is in place
+    else:
+        tmp = Path(writers.broadcast(None))
+        yield tmp
+        writers.barrier()
+        writers.barrier()
+
+
+def iter_stack_blocks(array: zarr.Array) -> Iterator[tuple[int, np.ndarray]]:
+    """``(first_index, padded block)`` for each shard in order; one shard is read at a time."""
+    count = array.shape[0]
+    per_shard = array.shards[0] if array.shards else 1
+    for first in range(0, count, per_shard):
+        yield first, array[first: min(first + per_shard, count)]
+
+
+def check_sizes(value: Any, count: int, name: str, where: str) -> list[tuple[int, int]]:
+    """Validate an attribute holding ``count`` ``[h, w]`` pairs of positive ints."""
+    try:
+        sizes = [(int(h), int(w)) for h, w in value]
+    except (TypeError, ValueError):
+        raise UserError(f"{where}: attribute {name} must be a list of [height, width] pairs") from None
+    if len(sizes) != count:
+        raise UserError(f"{where}: attribute {name} has {len(sizes)} entries for {count} images")
+    if any(h < 1 or w < 1 for h, w in sizes):
+        raise UserError(f"{where}: attribute {name} holds a non-positive size")
+    return sizes
+
+
+def check_same_ids(found: Sequence[str], expected: Sequence[str], where: str, what: str) -> None:
+    """Refuse when ``found`` (the store's ids) is not exactly ``expected`` (the split's), in order."""
+    if list(found) == list(expected):
+        return
+    found_set, expected_set = set(found), set(expected)
+    missing = [i for i in expected if i not in found_set]
+    extra = [i for i in found if i not in expected_set]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} images of the split are missing (e.g. {', '.join(missing[:5])})")
+    if extra:
+        parts.append(f"{len(extra)} images are not in the split (e.g. {', '.join(extra[:5])})")
+    if not parts:
+        parts.append("the images are the same but in another order")
+    raise UserError(f"{where}: {what} does not match the split: {'; '.join(parts)}; "
+                    "rerun the stage that makes it")
+
+
+def max_size(sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:
+    if not sizes:
+        raise ValueError("a store needs at least one image")
+    return max(h for h, _ in sizes), max(w for _, w in sizes)
+
+
+def fsspec_store(fs: Any, path: str) -> zarr.abc.store.Store:
+    """A read-only zarr store over any fsspec filesystem, e.g. ``dvc.api.DVCFileSystem`` (DVC's cache).
+
+    zarr's FsspecStore needs an async filesystem; synchronous ones are wrapped.
+    """
+    from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
+    from zarr.storage import FsspecStore
+
+    if not getattr(fs, "async_impl", False):
+        fs = AsyncFileSystemWrapper(fs, asynchronous=True)
+    return FsspecStore(fs, path=path, read_only=True)

@@ -1,0 +1,326 @@
+"""The training loop shared by every round: supervised (round 0) and labelled + pseudo-labelled (rounds k ≥ 1).
+
+Each iteration's batch is drawn from a generator seeded by (seed, iteration), so a run resumed from a
+checkpoint sees exactly the batches the uninterrupted run would have seen. With several processes
+(DistributedDataParallel) each rank takes every ``world_size``-th image of that same batch, so the global
+batch, each image's augmentation and the loss normalisation are those of the single-process run.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm import tqdm
+
+from pipeline_lib.atomic import atomic_path, write_text
+from pipeline_lib.data.classes import IGNORE_INDEX
+from pipeline_lib.data.prepared import DatasetSpec, Sample, load_image, load_label
+from pipeline_lib.data.transforms import augment, normalize_image
+from pipeline_lib.distributed import DistributedRun, rank_seed
+from pipeline_lib.errors import UserError
+from pipeline_lib.models.build import parameter_groups
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    iterations: int
+    batch_size: int
+    crop_size: int
+    base_lr: float
+    head_lr_multiplier: float
+    momentum: float
+    weight_decay: float
+    poly_power: float
+    aux_weight: float
+    labeled_aug_strength: float
+    pseudo_aug_strength: float
+    # Share of each batch taken from pseudo-labelled images: 0 in round 0, and in a self-training round
+    # the labelled-only control (the same schedule and iterations without pseudo labels).
+    pseudo_fraction: float
+    checkpoint_every: int
+    log_every: int
+    num_workers: int
+    autocast: bool
+    seed: int
+
+    def batch_split(self, has_pseudo: bool) -> tuple[int, int]:
+        """(labelled, pseudo-labelled) images per batch."""
+        if not has_pseudo:
+            return self.batch_size, 0
+        pseudo = min(self.batch_size - 1, max(1, round(self.batch_size * self.pseudo_fraction)))
+        return self.batch_size - pseudo, pseudo
+
+    def check_processes(self, processes: int) -> None:
+        """Refuse a batch too small to share among ``processes``: each needs two images, as BatchNorm does
+        (PSPNet's 1x1 pyramid-pooling bin has one value per image and channel)."""
+        if self.batch_size < 2 * processes:
+            raise UserError(f"train.batch_size {self.batch_size} is too small for {processes} processes "
+                            f"(distributed.processes): each process needs at least 2 images per batch")
+
+
+class TrainingImages(Dataset):
+    """Images with labels from PNGs, or from a pseudo-label store; augmented on request.
+
+    Items are addressed by ``(index, augmentation_seed)`` so augmentation is reproducible.
+    """
+
+    def __init__(self, samples: list[Sample], spec: DatasetSpec, aug_strength: float, crop_size: int,
+                 pseudo_label_store: Path | None = None) -> None:
+        self.samples = samples
+        self.spec = spec
+        self.aug_strength = aug_strength
+        self.crop_size = crop_size
+        self.pseudo_label_store = pseudo_label_store
+        self._store = None  # opened lazily, once per DataLoader worker
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def label(self, index: int, image_shape: tuple[int, int]) -> np.ndarray:
+        sample = self.samples[index]
+        if self.pseudo_label_store is None:
+            return load_label(sample.label, self.spec, image_shape)
+        if self._store is None:
+            from pipeline_lib.stores.pseudo_label_store import PseudoLabelStore
+
+            self._store = PseudoLabelStore.open(self.pseudo_label_store)
+        return self._store.label(self._store.index_of(sample.id))
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index, aug_seed = key
+        image = load_image(self.samples[index].image)
+        label = self.label(index, image.shape[:2])
+        image, label = augment(image, label, np.random.default_rng(aug_seed), self.aug_strength, self.crop_size)
+        return normalize_image(image), torch.from_numpy(label.astype(np.int64))
+
+
+class _Mixed(Dataset):
+    def __init__(self, sources: list[TrainingImages]) -> None:
+        self.sources = sources
+
+    def __getitem__(self, key: tuple[int, int, int]):
+        source, index, seed = key
+        return self.sources[source][(index, seed)]
+
+
+class IterationBatches(Sampler):
+    """Batch keys ``(source, index, augmentation_seed)`` for iterations start..total-1.
+
+    Rank ``rank`` of ``world_size`` gets every ``world_size``-th key of each global batch, from ``rank``:
+    interleaved, so every rank's share mixes labelled and pseudo-labelled images as the whole batch does.
+    """
+
+    def __init__(self, source_sizes: list[int], per_batch: list[int], seed: int, start: int, total: int,
+                 rank: int = 0, world_size: int = 1) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+        self.source_sizes, self.per_batch = source_sizes, per_batch
+        self.seed, self.start, self.total = seed, start, total
+        self.rank, self.world_size = rank, world_size
+
+    def __len__(self) -> int:
+        return self.total - self.start
+
+    def __iter__(self):
+        for iteration in range(self.start, self.total):
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, iteration]))
+            keys = [(source, int(rng.integers(size)), int(rng.integers(2**31)))
+                    for source, (size, count) in enumerate(zip(self.source_sizes, self.per_batch))
+                    for _ in range(count)]
+            yield keys[self.rank::self.world_size]
+
+
+def poly_lr(initial_lr: float, iteration: int, total: int, power: float) -> float:
+    return initial_lr * (1 - iteration / total) ** power
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on CPU and on GPUs that support it (no loss scaling needed), fp16 on older GPUs."""
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+def autocast_context(device: torch.device, enabled: bool):
+    """Mixed precision (see ``autocast_dtype``); a no-op when disabled."""
+    if not enabled:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=autocast_dtype(device))
+
+
+def segmentation_loss(outputs: dict, target: torch.Tensor, aux_weight: float,
+                      pixel_normalizer: float | None = None) -> torch.Tensor:
+    """Cross-entropy (ignore 255) on logits upsampled to the target size, plus the weighted aux loss.
+
+    Each term is the mean over the non-ignored pixels of ``target``, or, given ``pixel_normalizer``, their
+    sum divided by it (one rank's share of a batch split over processes: see :func:`train`).
+    """
+    size = target.shape[-2:]
+
+    def ce(logits: torch.Tensor) -> torch.Tensor:
+        logits = F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
+        if pixel_normalizer is None:
+            return F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
+        return F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="sum") / pixel_normalizer
+
+    loss = ce(outputs["out"])
+    if aux_weight > 0 and outputs.get("aux") is not None:
+        loss = loss + aux_weight * ce(outputs["aux"])
+    return loss
+
+
+def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImages | None, config: TrainConfig,
+          device: torch.device, work_dir: Path, fingerprint: str, log_dir: Path,
+          run: DistributedRun = DistributedRun(), sync_batchnorm: bool = False) -> torch.nn.Module:
+    """Train ``model`` in place for ``config.iterations`` iterations, resuming from ``work_dir`` if possible.
+
+    ``work_dir`` holds the resume state (``state.pt``) and the dvclive log while training runs; ``fingerprint``
+    identifies the inputs and settings, and a state saved under another fingerprint is ignored. On success the
+    log is moved to ``log_dir`` and ``work_dir`` is deleted.
+
+    Under a process group (``run``) every rank calls this; the model is wrapped in DistributedDataParallel
+    (its BatchNorm layers synchronised across GPUs if ``sync_batchnorm``), each rank trains on its share of
+    every batch, and only rank 0 logs and writes the resume state. Returns the unwrapped model.
+    """
+    from dvclive import Live
+
+    torch.manual_seed(rank_seed(config.seed, run.rank))
+    distributed = run.world_size > 1
+    if distributed and sync_batchnorm:
+        if device.type == "cpu":
+            raise UserError("distributed.sync_batchnorm needs GPUs (torch synchronises BatchNorm on GPUs only); "
+                            "set it to false for several CPU processes")
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    # No channels_last: measured here (LR-ASPP, CPU) it made training steps 4-6x slower, not faster.
+    model.to(device)
+    groups = parameter_groups(model, config.base_lr, config.head_lr_multiplier)
+    optimizer = torch.optim.SGD(groups, lr=config.base_lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+
+    # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none.
+    scaler = torch.amp.GradScaler(device.type, enabled=config.autocast and autocast_dtype(device) == torch.float16)
+
+    state_path = work_dir / "state.pt"
+    start = 0
+    if state_path.is_file():
+        state = torch.load(state_path, map_location=device, weights_only=False)
+        if state.get("fingerprint") == fingerprint:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scaler.load_state_dict(state["scaler"])
+            start = int(state["iteration"])
+            if run.is_main:
+                print(f"resuming from iteration {start} ({state_path})")
+    run.barrier()  # every rank has read the resume state before rank 0 may clear it
+    if run.is_main:
+        if start == 0:
+            shutil.rmtree(work_dir, ignore_errors=True)
+        work_dir.mkdir(parents=True, exist_ok=True)
+
+    forward = model
+    if run.in_group:
+        # An aux head whose loss is switched off gets no gradient; DDP must be told to expect that.
+        unused_aux = config.aux_weight == 0 and bool(getattr(model, "has_aux_head", False))
+        forward = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=unused_aux)
+
+    sources = [labeled] + ([pseudo] if pseudo is not None else [])
+    per_batch = list(config.batch_split(pseudo is not None))
+    batches = IterationBatches([len(s) for s in sources], per_batch, config.seed, start, config.iterations,
+                               run.rank, run.world_size)
+    loader = DataLoader(_Mixed(sources), batch_sampler=batches, num_workers=config.num_workers,
+                        persistent_workers=False, pin_memory=device.type == "cuda")
+
+    live = None
+    if run.is_main:
+        if start > 0:
+            forget_metrics_after(work_dir / "live" / "plots" / "metrics", start)
+        live = Live(dir=str(work_dir / "live"), resume=start > 0, save_dvc_exp=False, dvcyaml=None,
+                    report=None)
+    model.train()
+    running_loss, running_count, seen, started = 0.0, 0, 0, time.perf_counter()
+    quiet = {} if run.is_main else {"disable": True}  # rank 0 keeps tqdm's defaults (and TQDM_* variables)
+    progress = tqdm(loader, total=len(batches), initial=0, desc=f"train [{start}→{config.iterations}]",
+                    unit="it", dynamic_ncols=True, **quiet)
+    for iteration, (images, targets) in enumerate(progress, start):
+        for group in optimizer.param_groups:
+            group["lr"] = poly_lr(group["initial_lr"], iteration, config.iterations, config.poly_power)
+        images = images.to(device, non_blocking=True)
+        targets = targets.to(device, non_blocking=True)
+        pixel_normalizer = None
+        if distributed:
+            # DDP averages the ranks' gradients, so dividing each rank's pixel-summed loss by (the batch's
+            # non-ignored pixels / world size) gives exactly the gradient of the whole batch's pixel mean.
+            valid = run.sum_over_ranks([float((targets != IGNORE_INDEX).sum())])[0]
+            pixel_normalizer = max(valid, 1.0) / run.world_size
+        with autocast_context(device, config.autocast):
+            outputs = forward(images)
+        loss = segmentation_loss(outputs, targets, config.aux_weight, pixel_normalizer)
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"loss became {loss.item()} at iteration {iteration}; lower train.base_lr")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+        running_loss += loss.item()
+        running_count += 1
+        seen += sum(per_batch)
+        done = iteration + 1
+        if done % config.log_every == 0 or done == config.iterations:
+            # The mean over ranks of their normalised losses is the whole batch's loss.
+            mean_loss = run.sum_over_ranks([running_loss])[0] / run.world_size / running_count
+            if live is not None:
+                live.step = done
+                live.log_metric("train/loss", mean_loss)
+                live.log_metric("train/lr", optimizer.param_groups[0]["lr"])
+                live.log_metric("train/images_per_second", seen / max(time.perf_counter() - started, 1e-9))
+            progress.set_postfix(loss=f"{mean_loss:.3f}")
+            running_loss, running_count = 0.0, 0
+        if done % config.checkpoint_every == 0 and done < config.iterations and run.is_main:
+            save_resume_state(state_path, model, optimizer, scaler, done, fingerprint)
+    if live is not None:
+        live.end()
+        with atomic_path(log_dir) as tmp:  # the curves only: dvc plots reads every file it is given
+            shutil.copytree(work_dir / "live" / "plots" / "metrics", tmp)
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return model
+
+
+def forget_metrics_after(metrics_dir: Path, step: int) -> None:
+    """Drop the rows logged after ``step`` from dvclive's ``.tsv`` curves: a run resumed from ``step`` logs
+    those steps again, and the curves would otherwise hold them twice."""
+    for tsv in metrics_dir.rglob("*.tsv"):
+        header, *rows = tsv.read_text().splitlines(keepends=True) or [""]
+        columns = header.rstrip("\n").split("\t")
+        if "step" not in columns:
+            continue
+        kept = [row for row in rows if int(row.split("\t")[columns.index("step")]) <= step]
+        if len(kept) < len(rows):
+            write_text(tsv, header + "".join(kept))
+
+
+def save_resume_state(path: Path, model, optimizer, scaler, iteration: int, fingerprint: str) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                    "iteration": iteration, "fingerprint": fingerprint}, tmp)
+
+
+def config_dict(config: TrainConfig) -> dict:
+    return asdict(config)

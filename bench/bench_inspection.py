@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline_lib.data.classes import CITYSCAPES  # noqa: E402
 from pipeline_lib.inspection.panels import blend_overlay, colorize_labels, confidence_to_rgb  # noqa: E402
+from pipeline_lib.inspection.round_report import PNG_COMPRESS_LEVEL  # noqa: E402
 from pipeline_lib.pseudo_label.confidence import confidence_and_prediction
-from stages.inspect import PNG_COMPRESS_LEVEL  # noqa: E402
 
 
 def median_seconds(step, repeats: int) -> float:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from pipeline_lib.errors import UserError
-from pipeline_lib.pseudo_label.rules import METHODS
+from pipeline_lib.layout import RoundPaths
+from pipeline_lib.settings import BASELINE_ROUND, METHODS
 
 PAPER_VARIANTS = ("st", "st+ts", "cbst", "cbst+ts", "da+ts", "dars")
 CONTROL = "supervised"
@@ -92,3 +94,54 @@ def format_table(title: str, rows: list[tuple[str, list[dict]]], class_names: li
         lines.append("| " + " | ".join([label, *cells, _cell([m.get("tail_miou") for m in runs]),
                                          _cell(mious), gain]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def parse_variants(text: str) -> list[Variant]:
+    return [Variant.parse(v) for v in text.split(",") if v.strip()]
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UserError(f"--seeds must be comma-separated integers, got {text!r}") from None
+
+
+# Experiments hang off the commit they were queued from; look a few commits back so that committing
+# (say, the README) after queueing does not hide them.
+COMMITS_SEARCHED = 20
+
+
+def experiment_records() -> dict[str, dict]:
+    """Every DVC experiment of the last COMMITS_SEARCHED commits, by name, as ``dvc.api.exp_show`` flat records."""
+    import dvc.api
+
+    return {r["Experiment"]: r for r in dvc.api.exp_show(num=COMMITS_SEARCHED) if r.get("Experiment")}
+
+
+def ablation_table(records: dict[str, dict], variants: list[Variant], seeds: list[int], rounds: list[str],
+                   class_names: list[str], outputs: Path = Path("outputs")) -> str:
+    """The Table-4 markdown of the finished experiments: round ``rounds[0]`` (k = 1) and, with more rounds, the
+    last one (iterative training), each against the supervised baseline; unfinished experiments are listed."""
+    missing = [v.experiment_name(s) for v in variants for s in seeds if v.experiment_name(s) not in records]
+    if len(missing) == len(variants) * len(seeds):
+        raise UserError(f"no finished experiment of this grid; missing {', '.join(missing[:6])}… — run "
+                        "`dars ablation run` (or `dars ablation queue` then `dvc exp run --run-all`)")
+
+    def metrics_file(round_name: str) -> str:
+        return RoundPaths.of(outputs, round_name).metrics.as_posix()
+
+    def metrics_of(variant: Variant, round_name: str) -> list[dict]:
+        return [metric_columns(records[name], metrics_file(round_name)) for s in seeds
+                if (name := variant.experiment_name(s)) in records]
+
+    baseline = [metric_columns(records[name], metrics_file(BASELINE_ROUND)) for s in seeds for v in variants
+                if (name := v.experiment_name(s)) in records][:len(seeds)]
+    sections = [(f"k = 1 (round {rounds[0]}), val mIoU ×100", rounds[0])]
+    if len(rounds) > 1:
+        sections.append((f"iterative training (round {rounds[-1]}), val mIoU ×100", rounds[-1]))
+    text = "\n".join(format_table(title, [(v.label, metrics_of(v, r)) for v in variants], class_names, baseline)
+                     for title, r in sections)
+    if missing:
+        text += f"\nNot finished: {', '.join(missing)}\n"
+    return text

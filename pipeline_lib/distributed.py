@@ -27,8 +27,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from pipeline_lib.device import pick_device
 from pipeline_lib.errors import UserError
-from pipeline_lib.params import Params, positive
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -80,16 +80,6 @@ def under_torchrun(env: Mapping[str, str] = os.environ) -> bool:
     return all(name in env for name in TORCHRUN_VARIABLES)
 
 
-def device_for(local_rank: int) -> torch.device:
-    """GPU ``local_rank`` when there are GPUs, else the CPU (every CPU process shares it)."""
-    if not torch.cuda.is_available():
-        return torch.device("cpu")
-    if local_rank >= torch.cuda.device_count():
-        raise UserError(f"process {local_rank} on this machine has no GPU of its own "
-                        f"({torch.cuda.device_count()} visible); lower distributed.processes")
-    return torch.device("cuda", local_rank)
-
-
 def backend_for(device: torch.device) -> str:
     return "nccl" if device.type == "cuda" else "gloo"
 
@@ -98,10 +88,10 @@ def backend_for(device: torch.device) -> str:
 def process_group(env: Mapping[str, str] = os.environ) -> Iterator[DistributedRun]:
     """This process's :class:`DistributedRun`; under torchrun, joined to the process group until exit."""
     if not under_torchrun(env):
-        yield DistributedRun(device=device_for(0))
+        yield DistributedRun(device=pick_device(0))
         return
     rank, world_size, local_rank = int(env["RANK"]), int(env["WORLD_SIZE"]), int(env["LOCAL_RANK"])
-    device = device_for(local_rank)
+    device = pick_device(local_rank)
     backend = backend_for(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -119,25 +109,6 @@ def rank_seed(seed: int, rank: int) -> int:
     if rank == 0:
         return seed
     return int(np.random.SeedSequence([seed, rank]).generate_state(1, np.uint32)[0])
-
-
-@dataclass(frozen=True)
-class DistributedSettings:
-    """params.yaml's ``distributed`` section; without one, a single process."""
-
-    processes: int = 1  # processes per stage, one per GPU (gloo processes on CPU when there is no GPU)
-    sync_batchnorm: bool = False  # training: BatchNorm statistics over the whole batch (GPUs only)
-
-    @classmethod
-    def from_params(cls, params: Params) -> "DistributedSettings":
-        return cls(processes=params.get("distributed.processes", int, positive, default=1),
-                   sync_batchnorm=params.get("distributed.sync_batchnorm", bool, default=False))
-
-    def check_sync_batchnorm(self) -> None:
-        """Refuse synchronised BatchNorm over several CPU processes (torch implements it for GPUs only)."""
-        if self.sync_batchnorm and self.processes > 1 and not torch.cuda.is_available():
-            raise UserError("distributed.sync_batchnorm needs GPUs (torch synchronises BatchNorm on GPUs only); "
-                            "set it to false for several CPU processes")
 
 
 def torchrun_command(processes: int, stage_args: Sequence[str]) -> list[str]:

@@ -1,7 +1,8 @@
-"""Thin stage entry points: each reads params.yaml, calls into pipeline_lib and writes its declared outputs.
+"""Thin stage entry points: each parses params.yaml into settings, makes one library call and prints one line.
 
 ``stages/cli.py`` assembles them into the ``dars`` command; each module also runs on its own
-(``python -m stages.train --help``).
+(``python -m stages.train --help``). The library (and torch with it) is imported inside each command, so
+``dars --help``, every ``--help`` and a parameter error start in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from inspect import signature  # (not `import inspect`: the stages.inspect module would shadow it)
 
 # OpenMP threads that spin while they wait make torch 10-20x slower as soon as another process wants a
 # core (measured: a training step went from 0.2 s to 4.4 s on 2 cores). Must be set before torch loads.
@@ -40,3 +42,18 @@ def reports_user_errors(command):
 
 def run_standalone(command) -> None:
     typer.run(reports_user_errors(command))
+
+
+def own_arguments(subcommand: str, command, values: dict) -> list[str]:
+    """``<subcommand> --option value ...`` for every option that ``command`` declares, with its value from
+    ``values`` (the command's ``locals()``), so that a relaunch (under torchrun) passes every option, including
+    ones added later."""
+    arguments = [subcommand]
+    for name, parameter in signature(command).parameters.items():
+        value = values[name]
+        if value is None:
+            continue
+        declared = getattr(parameter.default, "param_decls", None) or ()
+        flag = next((d for d in declared if d.startswith("--")), "--" + name.replace("_", "-"))
+        arguments += [flag, str(value)]
+    return arguments

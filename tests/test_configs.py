@@ -14,16 +14,23 @@ import torch
 import yaml
 
 from fixtures import make_cityscapes_fixture, make_voc_fixture
-from pipeline_lib.config import BASELINE_ROUND, known_rounds, round_schedule, train_config
 from pipeline_lib.data.prepared import read_split
 from pipeline_lib.data.splits import labeled_size
 from pipeline_lib.data.transforms import scale_range
-from pipeline_lib.inference_settings import InferenceSettings
 from pipeline_lib.models.build import ARCHITECTURES, build_model
-from pipeline_lib.params import Params, fraction, one_of, positive
 from pipeline_lib.predict.inference import resolve_sliding
 from pipeline_lib.predict.metrics import tail_classes_from_shares
 from pipeline_lib.pseudo_label.rules import METHODS
+from pipeline_lib.settings import (
+    BASELINE_ROUND,
+    InferenceSettings,
+    Params,
+    TrainSettings,
+    fraction,
+    one_of,
+    positive,
+    round_schedule,
+)
 from pipeline_project import REPO
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
@@ -58,9 +65,9 @@ def test_same_keys_as_params_yaml(config):
 def test_every_stage_reads_it(config):
     p = Params.load(config)
     # train (every round), infer and evaluate (inference.*), pseudo-label, evaluate: their own readers.
-    assert list(round_schedule(p)) and known_rounds(p)[0] == BASELINE_ROUND
-    for round_name in known_rounds(p):
-        train_config(p, round_name)
+    assert list(round_schedule(p)) and [BASELINE_ROUND, *round_schedule(p)][0] == BASELINE_ROUND
+    for round_name in [BASELINE_ROUND, *round_schedule(p)]:
+        TrainSettings.from_params(p, round_name)
     settings = InferenceSettings.from_params(p)
     if settings.mode == "sliding":
         resolve_sliding(settings.crop_size, settings.stride, 8)
@@ -118,7 +125,7 @@ def test_cityscapes_sets_hold_the_paper_values(stem, arch, base_lr, aux_weight, 
     assert p.get("model.arch", str) == arch and p.get("data.dataset", str) == "cityscapes"
     unlabeled = 2975 - labeled_size(2975, p.get("data.labeled_fraction", float), None)
     assert unlabeled == 2603
-    baseline, rounds = train_config(p, "r0"), [train_config(p, r) for r in ("r1", "r2")]
+    baseline, rounds = TrainSettings.from_params(p, "r0"), [TrainSettings.from_params(p, r) for r in ("r1", "r2")]
     assert baseline.batch_split(False) == (16, 0) and all(c.batch_split(True) == (8, 8) for c in rounds)
     assert baseline.iterations == 200 * (unlabeled // 16)  # round 0: 200 epochs at 16 images a step
     assert all(c.iterations == 200 * (unlabeled // 8) for c in rounds)  # 200 epochs of the pseudo-labelled half
@@ -135,9 +142,9 @@ def test_cityscapes_beta_is_the_best_fit_to_the_paper_scale_ranges(stem):
     """β gives scale_range(β); the sets use the β whose range overlaps the paper's most (see their header)."""
     p = by_name(stem)
     grid = np.arange(0.25, 3.01, 0.25)
-    for beta, paper_range in ((train_config(p, "r0").labeled_aug_strength, (0.25, 1.0)),
-                              (train_config(p, "r1").pseudo_aug_strength, (0.25, 1.0)),
-                              (train_config(p, "r2").pseudo_aug_strength,
+    for beta, paper_range in ((TrainSettings.from_params(p, "r0").labeled_aug_strength, (0.25, 1.0)),
+                              (TrainSettings.from_params(p, "r1").pseudo_aug_strength, (0.25, 1.0)),
+                              (TrainSettings.from_params(p, "r2").pseudo_aug_strength,
                                (0.25, 1.0) if "deeplabv2" in stem else (0.2, 1.5))):
         best = max(log_overlap(scale_range(b), paper_range) for b in grid)
         assert log_overlap(scale_range(beta), paper_range) == pytest.approx(best)
@@ -149,7 +156,7 @@ def test_voc_set_holds_the_authors_values():
     # Neither a fraction nor a count: the 1,464 train.txt images are the labelled split.
     assert p.get("data.labeled_fraction", float, default=None) is None
     assert p.get("data.labeled_count", int, default=None) is None
-    config = train_config(p, "r1")
+    config = TrainSettings.from_params(p, "r1")
     assert (config.crop_size, config.batch_split(True)) == (321, (8, 8))
     assert config.iterations == 50 * ((10582 - 1464) // 8)
     assert scale_range(config.labeled_aug_strength) == scale_range(config.pseudo_aug_strength) == (0.5, 1.5)

@@ -17,17 +17,11 @@ from hypothesis import strategies as st
 from pipeline_lib.atomic import atomic_path
 from pipeline_lib.data.classes import CITYSCAPES
 from pipeline_lib.data.synthetic.dataset import prepare_synthetic
-from pipeline_lib.distributed import (
-    DistributedSettings,
-    rank_seed,
-    relaunch_under_torchrun,
-    torchrun_command,
-    under_torchrun,
-)
+from pipeline_lib.distributed import rank_seed, relaunch_under_torchrun, torchrun_command, under_torchrun
 from pipeline_lib.errors import UserError
 from pipeline_lib.models.build import build_model
 from pipeline_lib.models.checkpoint import save_checkpoint
-from pipeline_lib.params import Params
+from pipeline_lib.settings import DistributedSettings, Params, SyntheticSettings
 from pipeline_lib.stores.logits_store import LogitsStore, write_logits_store
 from pipeline_lib.stores.pseudo_label_store import PseudoLabelStore
 from pipeline_lib.stores.sharded_stack import shard_images, shards_of_writer
@@ -221,8 +215,8 @@ def project(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ddp")
     with atomic_path(root / "prepared") as tmp:
         # 5 labelled + 11 unlabelled images: at 2 per shard, 3 and 6 shards, the last ones partly full.
-        prepare_synthetic(tmp, seed=0, num_train_images=16, num_val_images=1, image_size=(64, 128),
-                          labeled_fraction=5 / 16)
+        prepare_synthetic(tmp, SyntheticSettings(seed=0, num_train_images=16, num_val_images=1, image_size=(64, 128)),
+                          num_labeled=5)
     torch.manual_seed(0)
     save_checkpoint(root / "teacher.pt", build_model(ARCH, CITYSCAPES.num_classes), ARCH,
                     list(CITYSCAPES.names), {})

@@ -14,7 +14,7 @@ from torchvision.models import mobilenet_v3_large, resnet18
 from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large, lraspp_mobilenet_v3_large
 
 from pipeline_lib.errors import UserError
-from pipeline_lib.models.build import ARCHITECTURES, build_model, count_parameters, parameter_groups
+from pipeline_lib.models.build import ARCHITECTURES, build_model, parameter_groups
 
 NUM_CLASSES = 5
 EXPECTED_STRIDE = {
@@ -27,6 +27,11 @@ EXPECTED_STRIDE = {
 }
 EXPECTED_AUX = {"pspnet_resnet18", "pspnet_resnet50", "pspnet_resnet101", "deeplabv3_mobilenet_v3_large"}
 SMALL_ARCHS = ("pspnet_resnet18", "lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large")
+
+
+def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
+    """Number of scalar parameters (all, or only those with ``requires_grad``)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from pipeline_lib.config import round_schedule, train_config
 from pipeline_lib.errors import UserError
-from pipeline_lib.inference_settings import InferenceSettings
-from pipeline_lib.params import Params, fraction, positive
+from pipeline_lib.settings import InferenceSettings, Params, TrainSettings, fraction, positive, round_schedule
 from pipeline_project import REPO
 
 
@@ -20,14 +18,14 @@ def test_default_params_are_valid():
     params = Params(default_params())
     assert list(round_schedule(params)) == ["r1", "r2"]
     for round_name in ("r0", "r1", "r2"):
-        train_config(params, round_name)
+        TrainSettings.from_params(params, round_name)
     InferenceSettings.from_params(params)
 
 
 def test_round_config_uses_the_round_strength():
     params = Params(default_params())
-    assert train_config(params, "r0").pseudo_fraction == 0.0
-    r2 = train_config(params, "r2")
+    assert TrainSettings.from_params(params, "r0").pseudo_fraction == 0.0
+    r2 = TrainSettings.from_params(params, "r2")
     assert r2.pseudo_aug_strength == params.raw("rounds.r2.aug_strength")
     assert r2.labeled_aug_strength == params.raw("train.aug_strength")
 
@@ -43,16 +41,16 @@ def test_bad_values_name_key_and_value(key, value, message):
     section, name = key.split(".")
     data[section][name] = value
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        train_config(Params(data), "r0")
+        TrainSettings.from_params(Params(data), "r0")
 
 
 def test_pseudo_fraction_zero_is_the_labelled_only_control():
     data = default_params()
     data["self_training"]["pseudo_fraction"] = 0
-    assert train_config(Params(data), "r1").pseudo_fraction == 0.0
+    assert TrainSettings.from_params(Params(data), "r1").pseudo_fraction == 0.0
     data["self_training"]["pseudo_fraction"] = 1.0
     with pytest.raises(UserError, match=r"'self_training.pseudo_fraction' must be in \[0, 1\), got 1.0"):
-        train_config(Params(data), "r1")
+        TrainSettings.from_params(Params(data), "r1")
 
 
 def test_round_errors():
@@ -65,7 +63,7 @@ def test_round_errors():
     with pytest.raises(UserError, match=r"'rounds.r1.labeling_ratio' must be in \(0, 1\], got 1.5"):
         round_schedule(Params(data))
     with pytest.raises(UserError, match="unknown round 'r9'; params.yaml defines r0, r1, r2"):
-        train_config(Params(default_params()), "r9")
+        TrainSettings.from_params(Params(default_params()), "r9")
 
 
 def test_missing_key_and_file(tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -20,6 +21,7 @@ from pipeline_lib.data.synthetic.dataset import prepare_synthetic
 from pipeline_lib.data.synthetic.render import CAMERA_HEIGHT, Camera, billboard
 from pipeline_lib.data.synthetic.scene import generate_scene
 from pipeline_lib.errors import UserError
+from pipeline_lib.settings import SyntheticSettings
 
 NUM_CLASSES = CITYSCAPES.num_classes
 SAMPLE_SIZE = (64, 128)  # small but with Cityscapes' 1:2 aspect
@@ -168,8 +170,8 @@ def test_nearer_objects_are_bigger_and_lower() -> None:
 def test_prepare_round_trip(tmp_path: Path) -> None:
     final = tmp_path / "prepared"
     with atomic_path(final) as out_dir:  # as the prepare stage does
-        prepare_synthetic(out_dir, seed=3, num_train_images=8, num_val_images=3, image_size=(64, 96),
-                          labeled_fraction=0.25)
+        prepare_synthetic(out_dir, SyntheticSettings(seed=3, num_train_images=8, num_val_images=3, image_size=(64, 96)),
+                          num_labeled=2)
     spec = datasets.load_spec(final)
     assert spec.name == "synthetic" and spec.classes == CITYSCAPES
     labeled = datasets.read_split(final, "labeled", spec)
@@ -200,11 +202,12 @@ def test_prepare_round_trip(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("overrides, key", [
-    ({"labeled_fraction": 0.0}, "synthetic.labeled_fraction"),
-    ({"labeled_fraction": 1.0}, "synthetic.labeled_fraction"),
-    ({"labeled_fraction": "half"}, "synthetic.labeled_fraction"),
-    ({"labeled_fraction": 0.01}, "synthetic.labeled_fraction"),  # rounds to no labelled image
-    ({"labeled_fraction": 0.99}, "synthetic.labeled_fraction"),  # rounds to no unlabelled image
+    ({"labeled_fraction": 0.0}, "data.labeled_fraction"),
+    ({"labeled_fraction": 1.0}, "data.labeled_fraction"),
+    ({"labeled_fraction": "half"}, "data.labeled_fraction"),
+    ({"labeled_fraction": 0.01}, "data.labeled_fraction"),  # rounds to no labelled image
+    ({"labeled_fraction": 0.99}, "data.labeled_fraction"),  # rounds to no unlabelled image
+    ({"labeled_count": 10}, "data.labeled_count"),  # no unlabelled image
     ({"image_size": (32, 128)}, "synthetic.image_size"),
     ({"image_size": (64,)}, "synthetic.image_size"),
     ({"image_size": (64.5, 128)}, "synthetic.image_size"),
@@ -214,8 +217,26 @@ def test_prepare_round_trip(tmp_path: Path) -> None:
     ({"seed": 1.5}, "synthetic.seed"),
 ])
 def test_prepare_rejects_bad_parameters(tmp_path: Path, overrides: dict, key: str) -> None:
-    params = {"seed": 0, "num_train_images": 10, "num_val_images": 2, "image_size": (64, 64),
-              "labeled_fraction": 0.2} | overrides
-    with pytest.raises(UserError, match=key):
-        prepare_synthetic(tmp_path / "out", **params)
+    from stages.prepare import prepare
+
+    synthetic = {"seed": 0, "num_train_images": 10, "num_val_images": 2, "image_size": [64, 64]}
+    data = {"dataset": "synthetic", "labeled_fraction": 0.2, "split_seed": 0}
+    for name, value in overrides.items():
+        (data if name.startswith("labeled_") else synthetic)[name] = list(value) if isinstance(value, tuple) else value
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"data": data, "synthetic": synthetic}))
+    with pytest.raises(UserError, match=f"'{key}'"):
+        prepare(params=params, out=tmp_path / "out")
     assert not (tmp_path / "out").exists()  # validated before anything is written
+
+
+def test_synthetic_dataset_honours_labeled_count(tmp_path: Path) -> None:
+    from stages.prepare import prepare
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({
+        "data": {"dataset": "synthetic", "labeled_fraction": 0.5, "labeled_count": 3, "split_seed": 0},
+        "synthetic": {"seed": 0, "num_train_images": 8, "num_val_images": 1, "image_size": [64, 64]}}))
+    prepare(params=params, out=tmp_path / "out")
+    assert len(datasets.read_split(tmp_path / "out", "labeled")) == 3
+    assert len(datasets.read_split(tmp_path / "out", "unlabeled")) == 5

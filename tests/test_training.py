@@ -13,8 +13,10 @@ from pipeline_lib.data.transforms import augment, scale_range
 from pipeline_lib.errors import UserError
 from pipeline_lib.models.build import build_model
 from pipeline_lib.models.checkpoint import load_checkpoint, save_checkpoint
+from pipeline_lib.settings import SyntheticSettings, TrainSettings
 from pipeline_lib.train import loop as training
-from pipeline_lib.train.loop import IterationBatches, TrainConfig, TrainingImages, segmentation_loss
+from pipeline_lib.train.images import TrainingImages
+from pipeline_lib.train.loop import IterationBatches, segmentation_loss
 from pipeline_project import REPO, TINY_PARAMS, deep_update
 from stages.train import train as train_stage
 
@@ -22,18 +24,18 @@ from stages.train import train as train_stage
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic")
-    prepare_synthetic(root, seed=0, num_train_images=8, num_val_images=2, image_size=(64, 128),
-                      labeled_fraction=0.5)
+    prepare_synthetic(root, SyntheticSettings(seed=0, num_train_images=8, num_val_images=2, image_size=(64, 128)),
+                      num_labeled=4)
     return root
 
 
-def config(**changes) -> TrainConfig:
+def config(**changes) -> TrainSettings:
     values = dict(iterations=4, batch_size=2, crop_size=64, base_lr=0.01, head_lr_multiplier=10.0, momentum=0.9,
                   weight_decay=1e-4, poly_power=0.9, aux_weight=0.4, labeled_aug_strength=1.0,
                   pseudo_aug_strength=1.0, pseudo_fraction=0.0, checkpoint_every=2, log_every=1, num_workers=0,
                   autocast=False, seed=0)
     values.update(changes)
-    return TrainConfig(**values)
+    return TrainSettings(**values)
 
 
 def trained_weights(prepared, work_dir, log_dir, cfg, interrupt_after_save: bool = False, monkeypatch=None):

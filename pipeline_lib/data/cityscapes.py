@@ -82,13 +82,13 @@ def _from_list(path: Path, train: list[Sample]) -> list[Sample]:
 
 def prepare_cityscapes(out_dir: Path, root: Path, labeled_fraction: float | None, seed: int,
                        labeled_list: Path | None = None, unlabeled_list: Path | None = None,
-                       label_kind: str = "auto") -> None:
+                       label_kind: str = "auto", labeled_count: int | None = None) -> None:
     """Write the prepared dataset for Cityscapes under ``out_dir`` (the caller makes it atomic).
 
-    List files take precedence over ``labeled_fraction`` (which is then ignored). With
+    List files take precedence over ``labeled_fraction`` / ``labeled_count`` (which are then ignored). With
     ``labeled_list``: labelled = its images, unlabelled = ``unlabeled_list``'s images or else the rest
     of train. With only ``unlabeled_list``: labelled = the rest of train. Without lists the split is
-    generated from ``labeled_fraction`` and ``seed``.
+    generated from ``labeled_count`` (if given) or ``labeled_fraction``, and ``seed``.
     """
     root = Path(root)
     if not root.is_dir():
@@ -114,9 +114,11 @@ def prepare_cityscapes(out_dir: Path, root: Path, labeled_fraction: float | None
             raise UserError(f"the list files leave the {'labelled' if not labeled else 'unlabelled'} split "
                             "empty; both must hold images")
     else:
-        if labeled_fraction is None:
-            raise UserError("Cityscapes needs labeled_fraction (e.g. 0.125 for 1/8) or a labeled_list")
-        labeled, unlabeled = split_labeled_unlabeled(train, labeled_fraction=labeled_fraction, seed=seed)
+        if labeled_count is not None:
+            labeled_fraction = None  # the more specific setting wins
+        if labeled_fraction is None and labeled_count is None:
+            raise UserError("Cityscapes needs labeled_fraction (e.g. 0.125 for 1/8), labeled_count or a labeled_list")
+        labeled, unlabeled = split_labeled_unlabeled(train, labeled_fraction, labeled_count, seed)
 
     write_prepared(Path(out_dir), "cityscapes", root, CITYSCAPES,
                    {"labeled": labeled, "unlabeled": unlabeled, "val": samples["val"]},

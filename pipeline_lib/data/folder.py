@@ -151,7 +151,7 @@ def _split_folders(root: Path) -> dict[str, list[Sample]]:
 
 
 def _flat(root: Path, labeled_fraction: float | None, val_fraction: float | None,
-          seed: int) -> dict[str, list[Sample]]:
+          seed: int, labeled_count: int | None) -> dict[str, list[Sample]]:
     images = _images(root / "images")
     if not images:
         raise UserError(f"{root / 'images'}: no images (.png, .jpg, .jpeg) found")
@@ -167,11 +167,13 @@ def _flat(root: Path, labeled_fraction: float | None, val_fraction: float | None
         val, train = split_labeled_unlabeled(masked, labeled_fraction=val_fraction, seed=seed)
     except UserError as exc:
         raise UserError(f"val_fraction over the {len(masked)} masked images: {exc}") from None
-    if labeled_fraction is None:
+    if labeled_count is not None:
+        labeled_fraction = None  # the more specific setting wins
+    if labeled_fraction is None and labeled_count is None:
         labeled, spare = train, []
     else:
         # Same seeded ranking as the val draw: val took the first ranks, labelled takes the next.
-        labeled, spare = split_labeled_unlabeled(train, labeled_fraction=labeled_fraction, seed=seed)
+        labeled, spare = split_labeled_unlabeled(train, labeled_fraction, labeled_count, seed)
     unlabeled = sorted(spare + [s for s in samples if s.label is None], key=lambda s: s.id)
     if not unlabeled:
         raise UserError(f"{root}: no unlabelled images; add images without masks or set labeled_fraction < 1")
@@ -186,7 +188,7 @@ def _check_masks(splits: dict[str, list[Sample]], spec: DatasetSpec) -> None:
 
 
 def prepare_folder(out_dir: Path, root: Path, labeled_fraction: float | None = None,
-                   val_fraction: float | None = None, seed: int = 0) -> None:
+                   val_fraction: float | None = None, seed: int = 0, labeled_count: int | None = None) -> None:
     """Write the prepared dataset for a folder dataset under ``out_dir`` (the caller makes it atomic)."""
     root = Path(root)
     if not root.is_dir():
@@ -203,9 +205,12 @@ def prepare_folder(out_dir: Path, root: Path, labeled_fraction: float | None = N
                             "images/val when those folders exist")
         if (root / "masks").is_dir():
             _files(root / "masks", "the masks", SPLITS)  # rejects stray sub-folders
+        if labeled_count is not None:
+            raise UserError(f"{root / 'images'}: labeled_count {labeled_count} cannot apply: the images/labeled "
+                            "and images/unlabeled folders already say which images are labelled")
         splits = _split_folders(root)
     else:
-        splits = _flat(root, labeled_fraction, val_fraction, seed)
+        splits = _flat(root, labeled_fraction, val_fraction, seed, labeled_count)
     check_unique_ids([s for samples in splits.values() for s in samples], f"{root / 'images'}")
     _check_masks(splits, DatasetSpec("folder", root, classes, None))
     write_prepared(Path(out_dir), "folder", root, classes, splits)

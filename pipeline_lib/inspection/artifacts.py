@@ -26,12 +26,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
-import yaml
 
-from pipeline_lib.config import BASELINE_ROUND, RoundPaths, known_rounds
 from pipeline_lib.data.prepared import DatasetSpec, Sample, load_image, load_label, load_spec, read_split
 from pipeline_lib.errors import UserError
-from pipeline_lib.params import Params
+from pipeline_lib.layout import RoundPaths
+from pipeline_lib.settings import Params, self_training_round
 from pipeline_lib.stores.logits_store import LogitsStore
 from pipeline_lib.stores.pseudo_label_store import PseudoLabelStore
 from pipeline_lib.stores.sharded_stack import StoreLike, fsspec_store
@@ -215,28 +214,7 @@ class ArtifactSource:
 
 def load_params(source: ArtifactSource, path: str | os.PathLike = "params.yaml") -> Params:
     """``params.yaml`` as it is in ``source``."""
-    text = source.read_text(path)
-    where = f"{path} ({source.description})"
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"{where}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return Params(data, where)
-
-
-def pseudo_label_rounds(params: Params) -> list[str]:
-    return [r for r in known_rounds(params) if r != BASELINE_ROUND]
-
-
-def check_pseudo_label_round(params: Params, round_name: str) -> None:
-    """Refuse r0 (it has no pseudo labels) and rounds that params.yaml does not define."""
-    rounds = pseudo_label_rounds(params)
-    listed = ", ".join(rounds) or "none"
-    if round_name == BASELINE_ROUND:
-        raise UserError(f"round {BASELINE_ROUND} is the supervised baseline and has no pseudo labels; rounds "
-                        f"with pseudo labels in {params.source}: {listed}")
-    if round_name not in rounds:
-        raise UserError(f"unknown round {round_name!r}; rounds with pseudo labels in {params.source}: {listed}")
+    return Params.parse(source.read_text(path), f"{path} ({source.description})")
 
 
 def read_stats(source: ArtifactSource, outputs: str | os.PathLike, round_name: str) -> dict | None:
@@ -322,7 +300,7 @@ def open_round(source: ArtifactSource, round_name: str, params_path: str | os.Pa
                outputs: str | os.PathLike = "outputs") -> RoundArtifacts:
     """Open round ``round_name``'s pseudo labels (and what goes with them) from ``source``."""
     params = load_params(source, params_path)
-    check_pseudo_label_round(params, round_name)
+    self_training_round(params, round_name)
     paths = RoundPaths.of(Path(outputs), round_name)
     if not source.exists(paths.pseudo_labels):
         raise UserError(f"{paths.pseudo_labels}: not found at {source.description}; make it with "

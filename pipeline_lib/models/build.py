@@ -18,26 +18,53 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from pipeline_lib.errors import UserError
-from pipeline_lib.models.backbone_weights import load_backbone_weights
-from pipeline_lib.models.deeplabv2 import DeepLabV2
-from pipeline_lib.models.mobilenet import DeepLabV3MobileNetV3, LRASPPMobileNetV3
-from pipeline_lib.models.pspnet import PSPNet
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+# The model modules (and torch with them) load only when a model is built: `dars models` and the
+# parameter checks list the architectures without importing torch.
+def _pspnet(depth: int) -> Callable[[int, bool], nn.Module]:
+    def build(num_classes: int, aux_head: bool) -> nn.Module:
+        from pipeline_lib.models.pspnet import PSPNet
+
+        return PSPNet(depth, num_classes, aux_head)
+    return build
+
+
+def _deeplabv2(num_classes: int, aux_head: bool) -> nn.Module:
+    from pipeline_lib.models.deeplabv2 import DeepLabV2
+
+    return DeepLabV2(num_classes)
+
+
+def _lraspp(num_classes: int, aux_head: bool) -> nn.Module:
+    from pipeline_lib.models.mobilenet import LRASPPMobileNetV3
+
+    return LRASPPMobileNetV3(num_classes)
+
+
+def _deeplabv3_mobilenet(num_classes: int, aux_head: bool) -> nn.Module:
+    from pipeline_lib.models.mobilenet import DeepLabV3MobileNetV3
+
+    return DeepLabV3MobileNetV3(num_classes, aux_head)
+
 
 # For each architecture: a constructor (num_classes, aux_head) and how a torchvision
 # classification checkpoint maps onto its backbone (key prefix to strip, classifier keys to drop).
 _RESNET_CHECKPOINT = ("", ("fc.",))
 _MOBILENET_CHECKPOINT = ("features.", ("classifier.",))
 _REGISTRY: dict[str, tuple[Callable[[int, bool], nn.Module], tuple[str, tuple[str, ...]]]] = {
-    "pspnet_resnet18": (lambda c, aux: PSPNet(18, c, aux), _RESNET_CHECKPOINT),
-    "pspnet_resnet50": (lambda c, aux: PSPNet(50, c, aux), _RESNET_CHECKPOINT),
-    "pspnet_resnet101": (lambda c, aux: PSPNet(101, c, aux), _RESNET_CHECKPOINT),
-    "deeplabv2_resnet101": (lambda c, aux: DeepLabV2(c), _RESNET_CHECKPOINT),
-    "lraspp_mobilenet_v3_large": (lambda c, aux: LRASPPMobileNetV3(c), _MOBILENET_CHECKPOINT),
-    "deeplabv3_mobilenet_v3_large": (lambda c, aux: DeepLabV3MobileNetV3(c, aux), _MOBILENET_CHECKPOINT),
+    "pspnet_resnet18": (_pspnet(18), _RESNET_CHECKPOINT),
+    "pspnet_resnet50": (_pspnet(50), _RESNET_CHECKPOINT),
+    "pspnet_resnet101": (_pspnet(101), _RESNET_CHECKPOINT),
+    "deeplabv2_resnet101": (_deeplabv2, _RESNET_CHECKPOINT),
+    "lraspp_mobilenet_v3_large": (_lraspp, _MOBILENET_CHECKPOINT),
+    "deeplabv3_mobilenet_v3_large": (_deeplabv3_mobilenet, _MOBILENET_CHECKPOINT),
 }
 
 ARCHITECTURES: tuple[str, ...] = tuple(_REGISTRY)
@@ -67,6 +94,8 @@ def build_model(
     constructor, (source_prefix, ignored_prefixes) = _REGISTRY[arch]
     model = constructor(num_classes, aux_head)
     if _wants_pretrained(pretrained_backbone):
+        from pipeline_lib.models.backbone_weights import load_backbone_weights
+
         load_backbone_weights(model.backbone, pretrained_backbone, source_prefix, ignored_prefixes)
     return model
 
@@ -86,8 +115,3 @@ def parameter_groups(model: nn.Module, base_lr: float, head_lr_multiplier: float
     return [
         {"name": name, "params": params, "lr": lr, "initial_lr": lr} for name, params, lr in groups if params
     ]
-
-
-def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of scalar parameters (all, or only those with ``requires_grad``)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

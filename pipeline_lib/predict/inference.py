@@ -17,12 +17,12 @@ than a window it is padded further, to the window size (as the PSPNet reference 
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pipeline_lib.device import autocast_context
 from pipeline_lib.errors import UserError
 
 MODES = ("whole", "sliding")
@@ -36,13 +36,10 @@ def output_stride_of(model: torch.nn.Module) -> int:
 
 
 def _autocast_context(device: torch.device, autocast: bool | None):
-    # Default: mixed precision on CUDA (fast, accurate enough for an argmax), full fp32 on CPU
-    # (bf16 on CPU is slower on many machines and changes results; opt in with autocast=True).
+    # Default: mixed precision on CUDA, in the dtype training uses there (pipeline_lib.device), full fp32
+    # on the CPU (bf16 on CPU is slower on many machines and changes results; opt in with autocast=True).
     enabled = device.type == "cuda" if autocast is None else autocast
-    if not enabled:
-        return nullcontext()
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return autocast_context(device, enabled)
 
 
 def _forward(model: torch.nn.Module, batch: torch.Tensor, autocast: bool | None) -> torch.Tensor:

@@ -1,9 +1,10 @@
 """Pseudo-label selection rules: ST, CBST, DA and DARS, as pure functions over arrays.
 
 Every rule works on each unlabelled pixel's float16 confidence (max softmax probability at label
-resolution, from :mod:`pipeline_lib.pseudo_label.confidence`) and its predicted class, in two passes: pass 1 pools the confidences of all images into
-a :class:`ConfidenceHistogram` and :func:`compute_thresholds` turns it into per-class thresholds;
-pass 2 calls :func:`assign_pseudo_labels` on each image.
+resolution, from :mod:`pipeline_lib.pseudo_label.confidence`) and its predicted class, in two passes:
+pass 1 pools the confidences of all images into a :class:`ConfidenceHistogram` and
+:func:`compute_thresholds` turns it into per-class thresholds; pass 2 calls :func:`assign_pseudo_labels`
+on each image.
 
 - **ST**: one global threshold, the floor(α·N)-th largest confidence over all N unlabelled pixels.
 - **CBST**: per class, the floor(α·P_j)-th largest of the P_j confidences predicted as class j.

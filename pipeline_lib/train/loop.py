@@ -11,105 +11,22 @@ from __future__ import annotations
 import math
 import shutil
 import time
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from pipeline_lib.atomic import atomic_path, write_text
 from pipeline_lib.data.classes import IGNORE_INDEX
-from pipeline_lib.data.prepared import DatasetSpec, Sample, load_image, load_label
-from pipeline_lib.data.transforms import augment, normalize_image
+from pipeline_lib.device import autocast_context, autocast_dtype
 from pipeline_lib.distributed import DistributedRun, rank_seed
 from pipeline_lib.errors import UserError
 from pipeline_lib.models.build import parameter_groups
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    iterations: int
-    batch_size: int
-    crop_size: int
-    base_lr: float
-    head_lr_multiplier: float
-    momentum: float
-    weight_decay: float
-    poly_power: float
-    aux_weight: float
-    labeled_aug_strength: float
-    pseudo_aug_strength: float
-    # Share of each batch taken from pseudo-labelled images: 0 in round 0, and in a self-training round
-    # the labelled-only control (the same schedule and iterations without pseudo labels).
-    pseudo_fraction: float
-    checkpoint_every: int
-    log_every: int
-    num_workers: int
-    autocast: bool
-    seed: int
-
-    def batch_split(self, has_pseudo: bool) -> tuple[int, int]:
-        """(labelled, pseudo-labelled) images per batch."""
-        if not has_pseudo:
-            return self.batch_size, 0
-        pseudo = min(self.batch_size - 1, max(1, round(self.batch_size * self.pseudo_fraction)))
-        return self.batch_size - pseudo, pseudo
-
-    def check_processes(self, processes: int) -> None:
-        """Refuse a batch too small to share among ``processes``: each needs two images, as BatchNorm does
-        (PSPNet's 1x1 pyramid-pooling bin has one value per image and channel)."""
-        if self.batch_size < 2 * processes:
-            raise UserError(f"train.batch_size {self.batch_size} is too small for {processes} processes "
-                            f"(distributed.processes): each process needs at least 2 images per batch")
-
-
-class TrainingImages(Dataset):
-    """Images with labels from PNGs, or from a pseudo-label store; augmented on request.
-
-    Items are addressed by ``(index, augmentation_seed)`` so augmentation is reproducible.
-    """
-
-    def __init__(self, samples: list[Sample], spec: DatasetSpec, aug_strength: float, crop_size: int,
-                 pseudo_label_store: Path | None = None) -> None:
-        self.samples = samples
-        self.spec = spec
-        self.aug_strength = aug_strength
-        self.crop_size = crop_size
-        self.pseudo_label_store = pseudo_label_store
-        self._store = None  # opened lazily, once per DataLoader worker
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def label(self, index: int, image_shape: tuple[int, int]) -> np.ndarray:
-        sample = self.samples[index]
-        if self.pseudo_label_store is None:
-            return load_label(sample.label, self.spec, image_shape)
-        if self._store is None:
-            from pipeline_lib.stores.pseudo_label_store import PseudoLabelStore
-
-            self._store = PseudoLabelStore.open(self.pseudo_label_store)
-        return self._store.label(self._store.index_of(sample.id))
-
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        index, aug_seed = key
-        image = load_image(self.samples[index].image)
-        label = self.label(index, image.shape[:2])
-        image, label = augment(image, label, np.random.default_rng(aug_seed), self.aug_strength, self.crop_size)
-        return normalize_image(image), torch.from_numpy(label.astype(np.int64))
-
-
-class _Mixed(Dataset):
-    def __init__(self, sources: list[TrainingImages]) -> None:
-        self.sources = sources
-
-    def __getitem__(self, key: tuple[int, int, int]):
-        source, index, seed = key
-        return self.sources[source][(index, seed)]
+from pipeline_lib.settings import TrainSettings
+from pipeline_lib.train.images import MixedSources, TrainingImages
 
 
 class IterationBatches(Sampler):
@@ -143,26 +60,6 @@ def poly_lr(initial_lr: float, iteration: int, total: int, power: float) -> floa
     return initial_lr * (1 - iteration / total) ** power
 
 
-def pick_device(requested: str = "auto") -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
-
-
-def autocast_dtype(device: torch.device) -> torch.dtype:
-    """bf16 on CPU and on GPUs that support it (no loss scaling needed), fp16 on older GPUs."""
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        return torch.float16
-    return torch.bfloat16
-
-
-def autocast_context(device: torch.device, enabled: bool):
-    """Mixed precision (see ``autocast_dtype``); a no-op when disabled."""
-    if not enabled:
-        return nullcontext()
-    return torch.autocast(device.type, dtype=autocast_dtype(device))
-
-
 def segmentation_loss(outputs: dict, target: torch.Tensor, aux_weight: float,
                       pixel_normalizer: float | None = None) -> torch.Tensor:
     """Cross-entropy (ignore 255) on logits upsampled to the target size, plus the weighted aux loss.
@@ -184,7 +81,7 @@ def segmentation_loss(outputs: dict, target: torch.Tensor, aux_weight: float,
     return loss
 
 
-def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImages | None, config: TrainConfig,
+def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImages | None, config: TrainSettings,
           device: torch.device, work_dir: Path, fingerprint: str, log_dir: Path,
           run: DistributedRun = DistributedRun(), sync_batchnorm: bool = False) -> torch.nn.Module:
     """Train ``model`` in place for ``config.iterations`` iterations, resuming from ``work_dir`` if possible.
@@ -244,7 +141,7 @@ def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImage
     per_batch = list(config.batch_split(pseudo is not None))
     batches = IterationBatches([len(s) for s in sources], per_batch, config.seed, start, config.iterations,
                                run.rank, run.world_size)
-    loader = DataLoader(_Mixed(sources), batch_sampler=batches, num_workers=config.num_workers,
+    loader = DataLoader(MixedSources(sources), batch_sampler=batches, num_workers=config.num_workers,
                         persistent_workers=False, pin_memory=device.type == "cuda")
 
     live = None
@@ -320,7 +217,3 @@ def save_resume_state(path: Path, model, optimizer, scaler, iteration: int, fing
     with atomic_path(path) as tmp:
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                     "iteration": iteration, "fingerprint": fingerprint}, tmp)
-
-
-def config_dict(config: TrainConfig) -> dict:
-    return asdict(config)

@@ -1,6 +1,5 @@
-"""The synthetic dataset on disk: parameter checks, generation into a prepared directory, and the report
-of target vs generated class shares.
-"""
+"""The synthetic dataset on disk: generation into a prepared directory, and the report of target vs
+generated class shares. Its parameters are checked by ``pipeline_lib.settings.SyntheticSettings``."""
 
 from __future__ import annotations
 
@@ -16,50 +15,23 @@ from pipeline_lib.data.classes import CITYSCAPES
 from pipeline_lib.data.prepared import Sample, write_prepared
 from pipeline_lib.data.synthetic.classes import IGNORE, TARGET_SHARES
 from pipeline_lib.data.synthetic.scene import generate_scene
-from pipeline_lib.errors import UserError
-
-MIN_IMAGE_SIDE = 64
+from pipeline_lib.settings import SyntheticSettings
 
 
-def validate_synthetic_params(seed: int, num_train_images: int, num_val_images: int,
-                              image_size: tuple[int, int] | list[int], labeled_fraction: float) -> tuple[int, int]:
-    """Check the ``synthetic.*`` parameters; returns (height, width)."""
-    def integer(key: str, value: object, minimum: int) -> int:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-            raise UserError(f"'synthetic.{key}' must be an integer >= {minimum}, got {value!r}")
-        return int(value)
-
-    integer("seed", seed, 0)
-    integer("num_train_images", num_train_images, 2)
-    integer("num_val_images", num_val_images, 1)
-    if not isinstance(image_size, (tuple, list)) or len(image_size) != 2:
-        raise UserError(f"'synthetic.image_size' must be [height, width], got {image_size!r}")
-    height, width = (integer("image_size", side, MIN_IMAGE_SIDE) for side in image_size)
-    if isinstance(labeled_fraction, bool) or not isinstance(labeled_fraction, (int, float)) \
-            or not 0 < labeled_fraction < 1:
-        raise UserError(f"'synthetic.labeled_fraction' must be in (0, 1), got {labeled_fraction!r}")
-    labeled = round(labeled_fraction * num_train_images)
-    if not 1 <= labeled < num_train_images:
-        raise UserError(f"'synthetic.labeled_fraction' {labeled_fraction} of {num_train_images} training images "
-                        f"gives {labeled} labelled; need at least one labelled and one unlabelled image")
-    return height, width
-
-
-def prepare_synthetic(out_dir: Path, seed: int, num_train_images: int, num_val_images: int,
-                      image_size: tuple[int, int], labeled_fraction: float) -> None:
+def prepare_synthetic(out_dir: Path, settings: SyntheticSettings, num_labeled: int) -> None:
     """Generate the dataset into ``out_dir`` (images/, labels/) and write its prepared-dataset files.
 
-    Splits: ``labeled`` = the first round(labeled_fraction * num_train_images) training images,
-    ``unlabeled`` = the rest (listed with their labels, as ground truth for pseudo-label accuracy),
-    ``val``. ``generated_distribution.json`` compares the target shares with the generated ones.
-    The caller makes ``out_dir`` atomic (it is normally a temporary directory).
+    Splits: ``labeled`` = the first ``num_labeled`` training images, ``unlabeled`` = the rest (listed with
+    their labels, as ground truth for pseudo-label accuracy), ``val``. ``generated_distribution.json``
+    compares the target shares with the generated ones. The caller makes ``out_dir`` atomic (it is normally a
+    temporary directory).
     """
-    height, width = validate_synthetic_params(seed, num_train_images, num_val_images, image_size, labeled_fraction)
+    seed, num_train_images, num_val_images = settings.seed, settings.num_train_images, settings.num_val_images
+    height, width = settings.image_size
     out_dir = Path(out_dir)
     images, labels = out_dir / "images", out_dir / "labels"
     images.mkdir(parents=True, exist_ok=True)
     labels.mkdir(parents=True, exist_ok=True)
-    num_labeled = round(labeled_fraction * num_train_images)
     jobs = [(f"train_{i:05d}", i) for i in range(num_train_images)]
     # Validation images use indices after the training ones, so they never repeat a training scene.
     jobs += [(f"val_{i:05d}", num_train_images + i) for i in range(num_val_images)]

@@ -1,0 +1,428 @@
+"""The one home of ``params.yaml``: typed, frozen settings per section, each key checked here and only here.
+
+:meth:`Params.get` reads one key and refuses a bad value with one message form,
+``<file>: '<key>' <problem>, got <value>``; each section's ``from_params`` reads its keys with it. Code
+below this module takes the typed settings and trusts them (no re-validation on per-image paths).
+
+This module imports neither torch nor numpy: the ``dars`` command checks parameters before any of them load.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline_lib.errors import UserError
+
+_MISSING = object()
+
+BASELINE_ROUND = "r0"  # the supervised model trained on the labelled split only
+DATASETS = ("synthetic", "cityscapes", "voc", "folder")
+METHODS: tuple[str, ...] = ("st", "cbst", "da", "dars")  # the pseudo-label rules (pipeline_lib.pseudo_label.rules)
+INFERENCE_MODES = ("whole", "sliding")
+MIN_SYNTHETIC_SIDE = 64  # the street renderer's smallest image side
+
+
+class Params:
+    """A loaded ``params.yaml``; ``get("train.base_lr", float, positive)`` reads one checked value."""
+
+    def __init__(self, data: dict, source: str = "params.yaml") -> None:
+        if not isinstance(data, dict):
+            raise UserError(f"{source}: expected a mapping at the top level")
+        self.data = data
+        self.source = source
+
+    @classmethod
+    def load(cls, path: str | os.PathLike = "params.yaml") -> Params:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: parameter file not found")
+        return cls.parse(path.read_text(), str(path))
+
+    @classmethod
+    def parse(cls, text: str, source: str) -> Params:
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise UserError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        return cls(data, source)
+
+    def raw(self, key: str, default: Any = _MISSING) -> Any:
+        node: Any = self.data
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                if default is _MISSING:
+                    raise UserError(f"{self.source}: missing key '{key}'")
+                return default
+            node = node[part]
+        return node
+
+    def get(self, key: str, kind: type, *checks: Callable[[Any], str | None], default: Any = _MISSING) -> Any:
+        """Value at dotted ``key`` converted to ``kind``; each check returns an error phrase or None."""
+        value = self.raw(key, default)
+        if value is None and default is None:
+            return None
+        try:
+            if kind is bool:
+                if not isinstance(value, bool):
+                    raise TypeError
+                converted = value
+            elif kind in (int, float) and isinstance(value, bool):
+                raise TypeError
+            elif kind is int and isinstance(value, float) and not value.is_integer():
+                raise TypeError
+            elif kind is str and not isinstance(value, str):
+                raise TypeError
+            else:
+                converted = kind(value)
+        except (TypeError, ValueError):
+            raise UserError(f"{self.source}: '{key}' must be a {kind.__name__}, got {value!r}") from None
+        if isinstance(converted, float) and not math.isfinite(converted):
+            raise UserError(f"{self.source}: '{key}' must be finite, got {value!r}")
+        for check in checks:
+            problem = check(converted)
+            if problem:
+                raise UserError(f"{self.source}: '{key}' {problem}, got {value!r}")
+        return converted
+
+    def fail(self, key: str, problem: str) -> UserError:
+        """The one message form for a value that passed its type but not a check across keys."""
+        return UserError(f"{self.source}: '{key}' {problem}, got {self.raw(key, None)!r}")
+
+
+def positive(value: float) -> str | None:
+    return None if value > 0 else "must be > 0"
+
+
+def non_negative(value: float) -> str | None:
+    return None if value >= 0 else "must be >= 0"
+
+
+def at_least(minimum: int) -> Callable[[float], str | None]:
+    return lambda value: None if value >= minimum else f"must be >= {minimum}"
+
+
+def fraction(value: float) -> str | None:
+    """In (0, 1]."""
+    return None if 0 < value <= 1 else "must be in (0, 1]"
+
+
+def fraction_below_one(value: float) -> str | None:
+    """In [0, 1)."""
+    return None if 0 <= value < 1 else "must be in [0, 1)"
+
+
+def open_fraction(value: float) -> str | None:
+    """In (0, 1)."""
+    return None if 0 < value < 1 else "must be in (0, 1)"
+
+
+def one_of(*choices: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}"
+    return check
+
+
+# --- rounds --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RoundSchedule:
+    name: str
+    teacher: str  # round whose model makes this round's pseudo labels
+    init: str  # "teacher" (continue from the teacher's weights, as the paper) or "scratch"
+    labeling_ratio: float  # α_k
+    aug_strength: float  # β_k for the pseudo-labelled images
+    iterations: int | None  # this round's training length; None = train.iterations
+
+
+def round_schedule(params: Params) -> dict[str, RoundSchedule]:
+    """The ``rounds`` mapping, checked: each teacher is the baseline or an earlier round."""
+    rounds = params.raw("rounds", {}) or {}
+    if not isinstance(rounds, dict):
+        raise UserError(f"{params.source}: 'rounds' must be a mapping like {{r1: {{labeling_ratio: 0.2, ...}}}}")
+    schedule: dict[str, RoundSchedule] = {}
+    for name in rounds:
+        if name == BASELINE_ROUND or not str(name).isidentifier():
+            raise UserError(f"{params.source}: round name {name!r} is reserved or not a plain name")
+        key = f"rounds.{name}"
+        teacher = params.get(f"{key}.teacher", str)
+        if teacher != BASELINE_ROUND and teacher not in schedule:
+            raise UserError(f"{params.source}: '{key}.teacher' is {teacher!r}; it must be {BASELINE_ROUND} or a "
+                            f"round listed before {name} ({', '.join(schedule) or 'none'})")
+        schedule[name] = RoundSchedule(
+            name=name, teacher=teacher,
+            init=params.get(f"{key}.init", str, one_of("teacher", "scratch")),
+            labeling_ratio=params.get(f"{key}.labeling_ratio", float, fraction),
+            aug_strength=params.get(f"{key}.aug_strength", float, non_negative),
+            iterations=params.get(f"{key}.iterations", int, positive, default=None),
+        )
+    return schedule
+
+
+def check_round(params: Params, round_name: str) -> None:
+    """Refuse a round that params.yaml does not define (r0 always exists)."""
+    rounds = [BASELINE_ROUND, *round_schedule(params)]
+    if round_name not in rounds:
+        raise UserError(f"unknown round {round_name!r}; {params.source} defines {', '.join(rounds)}")
+
+
+def self_training_round(params: Params, round_name: str) -> RoundSchedule:
+    """The schedule of a round with pseudo labels; refuses r0 and rounds params.yaml does not define."""
+    schedule = round_schedule(params)
+    listed = ", ".join(schedule) or "none"
+    if round_name == BASELINE_ROUND:
+        raise UserError(f"round {BASELINE_ROUND} is the supervised baseline and has no pseudo labels; rounds "
+                        f"with pseudo labels in {params.source}: {listed}")
+    if round_name not in schedule:
+        raise UserError(f"unknown round {round_name!r}; rounds with pseudo labels in {params.source}: {listed}")
+    return schedule[round_name]
+
+
+# --- data ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SyntheticSettings:
+    seed: int
+    num_train_images: int
+    num_val_images: int
+    image_size: tuple[int, int]  # height, width
+
+    @classmethod
+    def from_params(cls, params: Params) -> SyntheticSettings:
+        size = params.raw("synthetic.image_size")
+        if not (isinstance(size, (list, tuple)) and len(size) == 2):
+            raise params.fail("synthetic.image_size", "must be [height, width]")
+        sides = []
+        for side in size:
+            if isinstance(side, bool) or not isinstance(side, int) or side < MIN_SYNTHETIC_SIDE:
+                raise params.fail("synthetic.image_size", f"must be two integers >= {MIN_SYNTHETIC_SIDE}")
+            sides.append(side)
+        return cls(seed=params.get("synthetic.seed", int, non_negative),
+                   num_train_images=params.get("synthetic.num_train_images", int, at_least(2)),
+                   num_val_images=params.get("synthetic.num_val_images", int, positive),
+                   image_size=(sides[0], sides[1]))
+
+    def labeled_count(self, labeled_fraction: float | None, labeled_count: int | None) -> int:
+        """How many of the training images keep their labels: the count, or round(fraction × images)."""
+        return labeled_count if labeled_count is not None else round(labeled_fraction * self.num_train_images)
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    dataset: str  # one of DATASETS
+    root: Path | None  # the dataset's directory (None for synthetic)
+    labeled_fraction: float | None  # exactly one of the two is set
+    labeled_count: int | None
+    val_fraction: float | None  # folder datasets without a val/ folder
+    split_seed: int
+    labeled_list: Path | None
+    unlabeled_list: Path | None
+    synthetic: SyntheticSettings | None
+
+    @classmethod
+    def from_params(cls, params: Params) -> DataSettings:
+        dataset = params.get("data.dataset", str, one_of(*DATASETS))
+        count = params.get("data.labeled_count", int, positive, default=None)
+        # labeled_count, when given, overrides labeled_fraction (params.yaml documents it so).
+        labeled_fraction = None if count is not None else \
+            params.get("data.labeled_fraction", float, open_fraction, default=None)
+        lists = {key: None if value is None else Path(value) for key in ("labeled_list", "unlabeled_list")
+                 for value in [params.get(f"data.{key}", str, default=None)]}
+        root = None
+        if dataset == "synthetic":
+            synthetic = SyntheticSettings.from_params(params)
+            if count is None and labeled_fraction is None:
+                raise params.fail("data.labeled_fraction", "(or 'data.labeled_count') must say how many synthetic "
+                                                           "training images keep their labels")
+            labeled = synthetic.labeled_count(labeled_fraction, count)
+            if not 1 <= labeled < synthetic.num_train_images:
+                key = "data.labeled_count" if count is not None else "data.labeled_fraction"
+                raise params.fail(key, f"gives {labeled} labelled of the {synthetic.num_train_images} "
+                                       "synthetic training images; need at least one labelled and one unlabelled")
+            for key, value in lists.items():
+                if value is not None:
+                    raise params.fail(f"data.{key}", "is for cityscapes and voc; the synthetic split is generated")
+        else:
+            synthetic = None
+            root_text = params.get("data.root", str, default=None)
+            if root_text is None:
+                raise UserError(f"{params.source}: 'data.root' must name the {dataset} dataset directory")
+            root = Path(root_text)
+            if not root.is_dir():
+                raise params.fail("data.root", "is not a directory")
+            if dataset == "folder":
+                for key, value in lists.items():
+                    if value is not None:
+                        raise params.fail(f"data.{key}", "is for cityscapes and voc; a folder dataset has its "
+                                                         "own labelled/ and unlabelled/ folders or is split here")
+        return cls(dataset=dataset, root=root, labeled_fraction=labeled_fraction, labeled_count=count,
+                   val_fraction=params.get("data.val_fraction", float, open_fraction, default=None),
+                   split_seed=params.get("data.split_seed", int), labeled_list=lists["labeled_list"],
+                   unlabeled_list=lists["unlabeled_list"], synthetic=synthetic)
+
+
+# --- training ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ModelSettings:
+    arch: str  # checked against the architectures by models.build.build_model
+    pretrained_backbone: str | None  # a local torchvision state-dict file, or None
+
+    @classmethod
+    def from_params(cls, params: Params) -> ModelSettings:
+        pretrained = params.get("model.pretrained_backbone", str, default=None)
+        return cls(arch=params.get("model.arch", str), pretrained_backbone=pretrained)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    iterations: int
+    batch_size: int
+    crop_size: int
+    base_lr: float
+    head_lr_multiplier: float
+    momentum: float
+    weight_decay: float
+    poly_power: float
+    aux_weight: float
+    labeled_aug_strength: float
+    pseudo_aug_strength: float
+    # Share of each batch taken from pseudo-labelled images: 0 in round 0, and in a self-training round
+    # the labelled-only control (the same schedule and iterations without pseudo labels).
+    pseudo_fraction: float
+    checkpoint_every: int
+    log_every: int
+    num_workers: int
+    autocast: bool
+    seed: int
+
+    @classmethod
+    def from_params(cls, params: Params, round_name: str) -> TrainSettings:
+        check_round(params, round_name)
+        get = params.get
+        is_baseline = round_name == BASELINE_ROUND
+        labeled_strength = get("train.aug_strength", float, non_negative)
+        iterations = get("train.iterations", int, positive)
+        if not is_baseline:
+            iterations = round_schedule(params)[round_name].iterations or iterations
+        return cls(
+            iterations=iterations,
+            batch_size=get("train.batch_size", int, at_least(2)),
+            crop_size=get("train.crop_size", int, positive),
+            base_lr=get("train.base_lr", float, positive),
+            head_lr_multiplier=get("train.head_lr_multiplier", float, positive),
+            momentum=get("train.momentum", float, non_negative),
+            weight_decay=get("train.weight_decay", float, non_negative),
+            poly_power=get("train.poly_power", float, non_negative),
+            aux_weight=get("train.aux_weight", float, non_negative),
+            labeled_aug_strength=labeled_strength,
+            pseudo_aug_strength=labeled_strength if is_baseline else round_schedule(params)[round_name].aug_strength,
+            pseudo_fraction=0.0 if is_baseline else get("self_training.pseudo_fraction", float, fraction_below_one),
+            checkpoint_every=get("train.checkpoint_every", int, positive),
+            log_every=get("train.log_every", int, positive),
+            num_workers=get("train.num_workers", int, non_negative),
+            autocast=get("train.autocast", bool),
+            seed=get("seed", int),
+        )
+
+    def batch_split(self, has_pseudo: bool) -> tuple[int, int]:
+        """(labelled, pseudo-labelled) images per batch."""
+        if not has_pseudo:
+            return self.batch_size, 0
+        pseudo = min(self.batch_size - 1, max(1, round(self.batch_size * self.pseudo_fraction)))
+        return self.batch_size - pseudo, pseudo
+
+    def check_processes(self, processes: int) -> None:
+        """Refuse a batch too small to share among ``processes``: each needs two images, as BatchNorm does
+        (PSPNet's 1x1 pyramid-pooling bin has one value per image and channel)."""
+        if self.batch_size < 2 * processes:
+            raise UserError(f"train.batch_size {self.batch_size} is too small for {processes} processes "
+                            f"(distributed.processes): each process needs at least 2 images per batch")
+
+
+@dataclass(frozen=True)
+class DistributedSettings:
+    """params.yaml's ``distributed`` section; without one, a single process."""
+
+    processes: int = 1  # processes per stage, one per GPU (gloo processes on CPU when there is no GPU)
+    sync_batchnorm: bool = False  # training: BatchNorm statistics over the whole batch (GPUs only)
+
+    @classmethod
+    def from_params(cls, params: Params) -> DistributedSettings:
+        return cls(processes=params.get("distributed.processes", int, positive, default=1),
+                   sync_batchnorm=params.get("distributed.sync_batchnorm", bool, default=False))
+
+    def check_sync_batchnorm(self) -> None:
+        """Refuse synchronised BatchNorm over several CPU processes (torch implements it for GPUs only)."""
+        import torch
+
+        if self.sync_batchnorm and self.processes > 1 and not torch.cuda.is_available():
+            raise UserError("distributed.sync_batchnorm needs GPUs (torch synchronises BatchNorm on GPUs only); "
+                            "set it to false for several CPU processes")
+
+
+# --- inference, evaluation, pseudo-labelling -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """The ``inference`` section, shared by the infer and evaluate stages."""
+
+    mode: str  # "whole" or "sliding"
+    crop_size: int | None
+    stride: int | None
+    flip: bool
+
+    @classmethod
+    def from_params(cls, params: Params) -> InferenceSettings:
+        mode = params.get("inference.mode", str, one_of(*INFERENCE_MODES))
+        crop = params.get("inference.crop_size", int, positive, default=None)
+        if mode == "sliding" and crop is None:
+            crop = params.get("train.crop_size", int, positive)
+        return cls(mode=mode, crop_size=crop, stride=params.get("inference.stride", int, positive, default=None),
+                   flip=params.get("inference.flip", bool))
+
+    def as_kwargs(self) -> dict:
+        return {"mode": self.mode, "crop_size": self.crop_size, "stride": self.stride, "flip": self.flip}
+
+
+def images_per_shard(params: Params) -> int:
+    """``inference.images_per_shard``: images per zarr shard file of the logits stores."""
+    return params.get("inference.images_per_shard", int, positive)
+
+
+@dataclass(frozen=True)
+class EvaluateSettings:
+    tail_share_threshold: float  # tail classes: labelled pixel share below this
+    tail_classes: tuple[str, ...] | None  # or these class names
+
+    @classmethod
+    def from_params(cls, params: Params) -> EvaluateSettings:
+        explicit = params.raw("evaluate.tail_classes", None)
+        if explicit is not None:
+            explicit = tuple(explicit) if isinstance(explicit, list) else (explicit,)
+        return cls(tail_share_threshold=params.get("evaluate.tail_share_threshold", float, fraction),
+                   tail_classes=explicit)
+
+
+@dataclass(frozen=True)
+class PseudoLabelSettings:
+    method: str  # one of METHODS
+    temperature_scaling: bool
+    seed: int  # seeds DARS's random sampling
+    workers: int
+    labeling_ratio: float  # α_k of the round
+
+    @classmethod
+    def from_params(cls, params: Params, round_name: str) -> PseudoLabelSettings:
+        schedule = self_training_round(params, round_name)
+        return cls(method=params.get("pseudo_label.method", str, one_of(*METHODS)),
+                   temperature_scaling=params.get("pseudo_label.temperature_scaling", bool),
+                   seed=params.get("pseudo_label.seed", int, non_negative),
+                   workers=params.get("pseudo_label.workers", int, positive),
+                   labeling_ratio=schedule.labeling_ratio)

@@ -1,0 +1,73 @@
+"""The train step of a round: round 0 on the labelled split, round k ≥ 1 on labelled + round k's pseudo labels
+(or, with ``self_training.pseudo_fraction`` 0, the labelled-only control), saved with its provenance."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from pipeline_lib.data.prepared import load_spec, read_split
+from pipeline_lib.distributed import DistributedRun
+from pipeline_lib.errors import UserError
+from pipeline_lib.layout import RoundPaths
+from pipeline_lib.models.build import build_model
+from pipeline_lib.models.checkpoint import file_sha256, load_checkpoint, save_checkpoint
+from pipeline_lib.settings import BASELINE_ROUND, ModelSettings, RoundSchedule, TrainSettings
+from pipeline_lib.train.images import TrainingImages
+from pipeline_lib.train.loop import train
+from pipeline_lib.train.provenance import base_provenance, resume_fingerprint
+
+
+def train_round(run: DistributedRun, round_name: str, settings: TrainSettings, model_settings: ModelSettings,
+                schedule: RoundSchedule | None, sync_batchnorm: bool, prepared: Path, outputs: Path,
+                resume_dir: Path, report: Callable[[str], None] = print) -> Path:
+    """Train and (on rank 0) save ``outputs/<round>/model.pt``; returns its path. ``schedule`` is None for r0.
+
+    The work of one process (of several under torchrun, where only rank 0 writes)."""
+    spec = load_spec(prepared)
+    paths = RoundPaths.of(outputs, round_name)
+    arch = model_settings.arch
+    class_names = list(spec.classes.names)
+    labeled = TrainingImages(read_split(prepared, "labeled", spec), spec, settings.labeled_aug_strength,
+                             settings.crop_size)
+    provenance = base_provenance(round_name, settings, arch, prepared)
+
+    pseudo = None
+    torch.manual_seed(settings.seed)  # random initialisation draws from the global generator
+    if round_name == BASELINE_ROUND:
+        model = build_model(arch, len(class_names), pretrained_backbone=model_settings.pretrained_backbone)
+        provenance["pretrained_backbone"] = model_settings.pretrained_backbone
+    else:
+        teacher = RoundPaths.of(outputs, schedule.teacher).model
+        if schedule.init == "teacher":
+            model, teacher_checkpoint = load_checkpoint(teacher, expect_classes=class_names)
+            arch = teacher_checkpoint["arch"]
+        else:
+            model = build_model(arch, len(class_names), model_settings.pretrained_backbone)
+        provenance.update(teacher=schedule.teacher, init=schedule.init, teacher_sha256=file_sha256(teacher))
+        if settings.pseudo_fraction > 0:
+            pseudo = TrainingImages(read_split(prepared, "unlabeled", spec), spec, settings.pseudo_aug_strength,
+                                    settings.crop_size, pseudo_label_store=paths.pseudo_labels)
+            store_metadata = paths.pseudo_labels / "zarr.json"  # attributes: method, α, seed, thresholds, teacher
+            if not store_metadata.is_file():
+                raise UserError(f"{paths.pseudo_labels}: pseudo labels not found; "
+                                f"run `dvc repro pseudo_label@{round_name}`")
+            provenance["pseudo_labels_sha256"] = file_sha256(store_metadata)
+        # else: the labelled-only control (self_training.pseudo_fraction = 0): this round's schedule and
+        # iterations without pseudo labels, to tell their gain from that of training longer.
+
+    if run.world_size > 1:
+        # Batch statistics differ with the number of processes; a single-process run keeps its old fingerprint.
+        provenance["distributed"] = {"processes": run.world_size, "backend": run.backend,
+                                     "sync_batchnorm": sync_batchnorm}
+    if run.is_main:
+        where = f"{run.world_size} × {run.device.type} ({run.backend})" if run.world_size > 1 else str(run.device)
+        report(f"training {round_name}: {arch} on {where}, {settings.iterations} iterations, "
+               f"batch {settings.batch_split(pseudo is not None)} (labelled, pseudo)")
+    model = train(model, labeled, pseudo, settings, run.device, resume_dir / round_name,
+                  resume_fingerprint(provenance), paths.train_log, run=run, sync_batchnorm=sync_batchnorm)
+    if run.is_main:
+        save_checkpoint(paths.model, model, arch, class_names, provenance)
+    return paths.model

@@ -294,7 +294,7 @@ def test_two_process_training_resumes_after_a_crash_and_writes_the_checkpoint(pr
     train(**args)
     out = capfd.readouterr().out
     assert "resuming from iteration 2" in out and "2 × cpu (gloo)" in out
-    checkpoint = torch.load(outputs / "r0" / "model.pt", weights_only=False)
+    checkpoint = torch.load(outputs / "r0" / "model.pt", weights_only=True)
     assert checkpoint["provenance"]["distributed"] == {"processes": 2, "backend": "gloo", "sync_batchnorm": False}
     assert not any(k.startswith("module.") for k in checkpoint["model"])  # the unwrapped model's weights
     assert all(torch.isfinite(v).all() for v in checkpoint["model"].values() if v.is_floating_point())

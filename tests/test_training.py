@@ -75,7 +75,7 @@ def test_state_from_other_inputs_is_not_resumed(prepared, tmp_path, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         trained_weights(prepared, tmp_path / "work", tmp_path / "log", cfg, True, monkeypatch)
     monkeypatch.undo()
-    state = torch.load(tmp_path / "work" / "state.pt", weights_only=False)
+    state = torch.load(tmp_path / "work" / "state.pt", weights_only=True)
     state["fingerprint"] = "other inputs"
     torch.save(state, tmp_path / "work" / "state.pt")
     fresh = trained_weights(prepared, tmp_path / "work", tmp_path / "log", cfg)

@@ -1,4 +1,7 @@
-"""Model checkpoints: the weights plus what is needed to rebuild the model and trace where it came from."""
+"""Model checkpoints: the weights plus what is needed to rebuild the model and trace where it came from.
+
+Every checkpoint is plain data (tensors, str, numbers, lists, dicts) and is read back with
+``torch.load(weights_only=True)``, so a file from elsewhere cannot run code when it is loaded."""
 
 from __future__ import annotations
 
@@ -21,6 +24,12 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message in one line (torch's unpickling errors span a dozen)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
 def save_checkpoint(path: Path, model: torch.nn.Module, arch: str, class_names: list[str],
                     provenance: dict) -> None:
     """Write weights (CPU tensors, contiguous) with arch, classes and provenance, atomically."""
@@ -36,10 +45,12 @@ def load_checkpoint(path: Path, expect_classes: list[str] | None = None) -> tupl
     if not path.is_file():
         raise UserError(f"{path}: model checkpoint not found; run the stage that trains it first")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        # weights_only: tensors and plain containers only. A pickle can run any code while it is read;
+        # weights_only refuses every other type before anything is constructed.
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         arch, class_names = checkpoint["arch"], checkpoint["class_names"]
-    except Exception as exc:  # a truncated or foreign file
-        raise UserError(f"{path}: not a DARS model checkpoint ({exc})") from None
+    except Exception as exc:  # a truncated, foreign or code-carrying file
+        raise UserError(f"{path}: not a DARS model checkpoint ({first_line(exc)})") from None
     if expect_classes is not None and list(class_names) != list(expect_classes):
         raise UserError(f"{path}: checkpoint has classes {class_names[:4]}… ({len(class_names)}) but the dataset "
                         f"has {list(expect_classes)[:4]}… ({len(expect_classes)})")

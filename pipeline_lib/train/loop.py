@@ -25,6 +25,7 @@ from pipeline_lib.device import autocast_context, autocast_dtype
 from pipeline_lib.distributed import DistributedRun, rank_seed
 from pipeline_lib.errors import UserError
 from pipeline_lib.models.build import parameter_groups
+from pipeline_lib.models.checkpoint import first_line
 from pipeline_lib.settings import TrainSettings
 from pipeline_lib.train.images import MixedSources, TrainingImages
 
@@ -115,7 +116,11 @@ def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImage
     state_path = work_dir / "state.pt"
     start = 0
     if state_path.is_file():
-        state = torch.load(state_path, map_location=device, weights_only=False)
+        try:  # plain data only (see models/checkpoint.py): a state file cannot run code when read
+            state = torch.load(state_path, map_location=device, weights_only=True)
+        except Exception as exc:
+            raise UserError(f"{state_path}: not a resume state of this training ({first_line(exc)}); delete it "
+                            "to train from the start") from None
         if state.get("fingerprint") == fingerprint:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])

@@ -11,9 +11,9 @@ from pipeline_lib.predict.inference import (
     predict_labels,
     predict_logits,
     resolve_sliding,
-    upsample_logits,
     window_offsets,
 )
+from pipeline_lib.predict.upsample import upsample_logits
 
 NUM_CLASSES = 5
 

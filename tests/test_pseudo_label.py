@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from pipeline_lib.errors import UserError
+from pipeline_lib.predict.upsample import upsample_logits
 from pipeline_lib.pseudo_label.confidence import (
     _MIN_UPSAMPLED_EXTENT,
     _SUM_ALIGN_PIXELS,
@@ -21,17 +21,15 @@ from pipeline_lib.pseudo_label.confidence import (
     _max_softmax_and_argmax,
     _row_bands,
     confidence_and_prediction,
-    upsample_logits,
 )
 from pipeline_lib.pseudo_label.histogram import ConfidenceHistogram
 from pipeline_lib.pseudo_label.rules import (
     METHODS,
     ClassThresholds,
+    _thresholds_from_order_statistics,
     assign_pseudo_labels,
     compute_thresholds,
-    pseudo_label_counts,
     target_counts,
-    thresholds_by_sorting,
     validate_labeling_ratio,
 )
 
@@ -39,6 +37,36 @@ FAST = settings(max_examples=40, deadline=None)
 THRESHOLD_FIELDS = ("threshold", "keep_probability", "target_count", "above_threshold")
 # float16 bit patterns from 0.0625 to 1.0: 4097 distinct confidences, so small inputs can avoid ties.
 DISTINCT_CONFIDENCES = np.arange(0x2C00, 0x3C01, dtype=np.uint16).view(np.float16)
+
+
+# Test oracles: a brute-force statement of the thresholds (sorting the pooled confidences in memory) and
+# a plain count of pseudo-labelled pixels, to hold the streaming code against.
+def thresholds_by_sorting(confidences: list[np.ndarray], predictions: list[np.ndarray], method: str,
+                          labeling_ratio: float, labeled_shares: np.ndarray) -> ClassThresholds:
+    """Brute-force reference for :func:`compute_thresholds`: sorts the pooled confidences in memory."""
+    num_classes = np.asarray(labeled_shares).size
+    pooled = np.concatenate([np.asarray(c, np.float16).ravel() for c in confidences])
+    classes = np.concatenate([np.asarray(p).ravel() for p in predictions]).astype(np.int64)
+    descending = {j: np.sort(pooled[classes == j].astype(np.float64))[::-1] for j in range(num_classes)}
+    descending[None] = np.sort(pooled.astype(np.float64))[::-1]
+
+    def kth_largest(class_index: int | None, k: int) -> float:
+        return float(descending[class_index][k - 1])
+
+    def count_at_or_above(class_index: int | None, value: float) -> int:
+        return int(np.count_nonzero(descending[class_index] >= value))
+
+    predicted = np.bincount(classes, minlength=num_classes)
+    return _thresholds_from_order_statistics(method, labeling_ratio, labeled_shares, predicted,
+                                             kth_largest, count_at_or_above)
+
+
+def pseudo_label_counts(pseudo_labels: Sequence[np.ndarray], num_classes: int) -> np.ndarray:
+    """(C,) int64 pixels per class over pseudo-label masks (255 not counted)."""
+    counts = np.zeros(num_classes, np.int64)
+    for mask in pseudo_labels:
+        counts += np.bincount(np.asarray(mask).ravel(), minlength=256)[:num_classes]
+    return counts
 
 
 def make_images(seed: int, num_classes: int, num_images: int, side: int, tie_levels: int | None,
@@ -313,20 +341,6 @@ def test_bad_labelled_shares_are_refused(shares, message):
     histogram = histogram_of(*make_images(0, 2, 1, 2, None), 2)
     with pytest.raises(UserError, match=message):
         compute_thresholds(histogram, "da", 0.2, np.array(shares))
-
-
-def test_thresholds_round_trip_through_json():
-    confidences, predictions = make_images(3, 3, 2, 8, tie_levels=3)
-    thresholds = compute_thresholds(histogram_of(confidences, predictions, 3), "dars", 0.3, np.array([0.0, 0.5, 0.5]))
-    data = json.loads(json.dumps(thresholds.to_dict(["road", "car", "sky"]), allow_nan=False))
-    assert [row["name"] for row in data["classes"]] == ["road", "car", "sky"]
-    assert data["classes"][0]["threshold"] is None  # absent class: keeps nothing
-    back = ClassThresholds.from_dict(data)
-    assert back.method == "dars"
-    for field in THRESHOLD_FIELDS:
-        np.testing.assert_array_equal(getattr(back, field), getattr(thresholds, field))
-    with pytest.raises(ValueError):
-        thresholds.to_dict(["road"])
 
 
 def test_assign_checks_its_inputs():

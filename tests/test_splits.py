@@ -7,14 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline_lib.data.prepared import Sample
-from pipeline_lib.data.splits import (
-    labeled_size,
-    read_list_file,
-    read_list_ids,
-    select_by_ids,
-    split_hash,
-    split_labeled_unlabeled,
-)
+from pipeline_lib.data.splits import labeled_size, read_list_ids, select_by_ids, split_labeled_unlabeled
 from pipeline_lib.errors import UserError
 
 
@@ -98,39 +91,6 @@ def make_files(root: Path, names: list[str]) -> None:
         (root / name).write_bytes(b"x")
 
 
-def test_read_list_file_accepts_leading_slashes_and_optional_labels(tmp_path):
-    make_files(tmp_path, ["img/a.jpg", "img/b.jpg", "lbl/a.png"])
-    listing = tmp_path / "list.txt"
-    listing.write_text("/img/a.jpg /lbl/a.png\n\nimg/b.jpg\n")
-    samples = read_list_file(listing, tmp_path)
-    assert samples == [Sample("a", tmp_path / "img/a.jpg", tmp_path / "lbl/a.png"),
-                       Sample("b", tmp_path / "img/b.jpg", None)]
-
-
-def test_read_list_file_keeps_absolute_paths_that_exist_only_as_such(tmp_path):
-    make_files(tmp_path / "elsewhere", ["a.jpg"])
-    (tmp_path / "root").mkdir()
-    listing = tmp_path / "list.txt"
-    listing.write_text(f"{tmp_path / 'elsewhere' / 'a.jpg'}\n")
-    assert read_list_file(listing, tmp_path / "root")[0].image == tmp_path / "elsewhere" / "a.jpg"
-
-
-@pytest.mark.parametrize("text, message", [
-    ("img/a.jpg\nimg/missing.jpg\n", r"list.txt:2: image .*missing.jpg not found"),
-    ("\nimg/a.jpg lbl/missing.png\n", r"list.txt:2: label .*missing.png not found"),
-    ("img/a.jpg x y\n", r"list.txt:1: expected 'image \[label\]'"),
-    ("img/a.jpg\n/img/a.jpg\n", r"list.txt:2: image name 'a' repeats line 1"),
-    ("\n\n", "names no images"),
-])
-def test_read_list_file_errors_name_file_and_line(tmp_path, text, message):
-    make_files(tmp_path, ["img/a.jpg"])
-    (tmp_path / "list.txt").write_text(text)
-    with pytest.raises(UserError, match=message):
-        read_list_file(tmp_path / "list.txt", tmp_path)
-    with pytest.raises(UserError, match="nope.txt: list file not found"):
-        read_list_file(tmp_path / "nope.txt", tmp_path)
-
-
 def test_read_list_ids_and_select_by_ids(tmp_path):
     listing = tmp_path / "ids.txt"
     listing.write_text("2007_000032\n/JPEGImages/2007_000039.jpg /SegmentationClassAug/2007_000039.png\n")
@@ -144,9 +104,3 @@ def test_read_list_ids_and_select_by_ids(tmp_path):
         select_by_ids(pool, entries + [(4, "2007_000032")], listing, "the pool")
 
 
-def test_split_hash_names_the_set_of_images_only():
-    a = samples_for(["x", "y", "z"])
-    moved = [Sample(s.id, Path("/elsewhere") / s.image, None) for s in reversed(a)]
-    assert split_hash(a) == split_hash(moved)
-    assert split_hash(a) != split_hash(a[:2])
-    assert len(split_hash(a)) == 64

@@ -75,47 +75,6 @@ def check_unique_ids(samples: Iterable[Sample], what: str) -> None:
         seen[s.id] = s
 
 
-def _strip_root_slash(field: str) -> str:
-    return field.lstrip("/")
-
-
-def _resolve(field: str, root: Path) -> Path:
-    """``field`` relative to ``root`` (a leading '/' too); an absolute path that exists only as such is kept."""
-    relative = root / _strip_root_slash(field)
-    if field.startswith("/") and not relative.exists() and Path(field).exists():
-        return Path(field)
-    return relative
-
-
-def read_list_file(path: Path, root: Path) -> list[Sample]:
-    """Samples named by an ``image_path [label_path]`` list file; every named file must exist."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: list file not found")
-    samples: list[Sample] = []
-    seen: dict[str, int] = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) > 2:
-            raise UserError(f"{path}:{number}: expected 'image [label]', got {line.strip()!r}")
-        image = _resolve(fields[0], root)
-        label = _resolve(fields[1], root) if len(fields) == 2 else None
-        if not image.is_file():
-            raise UserError(f"{path}:{number}: image {image} not found (paths are relative to {root})")
-        if label is not None and not label.is_file():
-            raise UserError(f"{path}:{number}: label {label} not found (paths are relative to {root})")
-        sample_id = image.stem
-        if sample_id in seen:
-            raise UserError(f"{path}:{number}: image name {sample_id!r} repeats line {seen[sample_id]}")
-        seen[sample_id] = number
-        samples.append(Sample(sample_id, image, label))
-    if not samples:
-        raise UserError(f"{path}: list file names no images")
-    return samples
-
-
 def read_list_ids(path: Path) -> list[tuple[int, str]]:
     """(line number, image id) for each line of a list file: a bare id, or a path whose stem is the id.
 
@@ -161,9 +120,3 @@ def check_disjoint(first: list[Sample], second: list[Sample], first_name: str, s
         more = f" and {len(shared) - 5} more" if len(shared) > 5 else ""
         raise UserError(f"{first_name} and {second_name} share images {shared[:5]}{more}; "
                         "the splits must be disjoint")
-
-
-def split_hash(samples: Iterable[Sample]) -> str:
-    """sha256 of the sorted image ids: names *which* images a split holds, wherever the dataset lives."""
-    ids = sorted(s.id for s in samples)
-    return hashlib.sha256(("\n".join(ids) + "\n").encode()).hexdigest()

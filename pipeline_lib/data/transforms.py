@@ -17,24 +17,6 @@ def normalize_image(image: np.ndarray) -> torch.Tensor:
     return tensor.sub_(mean).div_(std)
 
 
-def denormalize_image(tensor: torch.Tensor) -> np.ndarray:
-    """Inverse of ``normalize_image``: (3, H, W) float -> (H, W, 3) uint8."""
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    image = (tensor.detach().cpu().float() * std + mean).clamp(0, 1).mul(255).round().byte()
-    return image.permute(1, 2, 0).numpy()
-
-
-# --- Augmentation -------------------------------------------------------------------------------
-# One strength parameter β scales every random transform, so a round's schedule is a single number
-# (the paper widens the random-scale range in its second round; β generalises that):
-#   random scale   uniform in [max(0.25, 1 - 0.5β), 1 + 0.5β]
-#   rotation       uniform in ±10β degrees
-#   colour jitter  brightness, contrast and saturation factors uniform in [1 - 0.3β, 1 + 0.3β]
-#   Gaussian blur  with probability min(0.5, 0.5β), radius uniform in [0.1, max(0.1, β)] pixels
-#   horizontal flip with probability 0.5 whenever β > 0
-# β = 0 leaves only the random crop. Images smaller than the crop are padded (label 255 = ignored).
-
 def scale_range(strength: float) -> tuple[float, float]:
     return max(0.25, 1.0 - 0.5 * strength), 1.0 + 0.5 * strength
 

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from pipeline_lib.data.classes import IGNORE_INDEX
 from pipeline_lib.errors import UserError
 
-IGNORE_INDEX = 255
 CHECKER_CELL = 8  # pixels per checkerboard square
 CHECKER_COLORS = ((255, 255, 255), (191, 191, 191))
 CONFIDENCE_COLORMAP = "viridis"

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from pipeline_lib.device import autocast_context
 from pipeline_lib.errors import UserError
+from pipeline_lib.predict.upsample import upsample_logits
 
 MODES = ("whole", "sliding")
 
@@ -151,11 +152,6 @@ def predict_logits(model: torch.nn.Module, image: torch.Tensor, mode: str = "who
                                     autocast)
             logits = (logits + mirrored.flip(-1)) / 2
     return logits
-
-
-def upsample_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize (C, h, w) -> (C, *size), align_corners=False."""
-    return F.interpolate(logits[None], size=tuple(size), mode="bilinear", align_corners=False)[0]
 
 
 def logits_at_resolution(logits: torch.Tensor, image_size: tuple[int, int], output_stride: int,

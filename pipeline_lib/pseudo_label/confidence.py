@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from pipeline_lib.errors import UserError
+from pipeline_lib.predict.upsample import checked_size, logits_tensor, upsample_logits
 
 
 def validate_temperature(temperature: float) -> float:
@@ -33,44 +33,6 @@ def validate_temperature(temperature: float) -> float:
     return value
 
 
-
-
-def _logits_tensor(logits: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """``logits`` as a (C, h, w) floating-point tensor (sharing memory where torch allows it)."""
-    if isinstance(logits, torch.Tensor):
-        tensor = logits.detach()
-    else:
-        array = np.asarray(logits)
-        # torch will not wrap read-only memory (e.g. arrays read from zarr); copy those.
-        tensor = torch.from_numpy(array if array.flags.writeable else array.copy())
-    if tensor.ndim != 3:
-        raise ValueError(f"logits must be (C, h, w), got shape {tuple(tensor.shape)}")
-    if not tensor.is_floating_point():
-        raise ValueError(f"logits must be floating point, got {tensor.dtype}")
-    return tensor
-
-
-def _label_size(label_size: tuple[int, int]) -> tuple[int, int]:
-    height, width = (int(v) for v in label_size)
-    if height < 1 or width < 1:
-        raise ValueError(f"label_size must be positive, got {label_size}")
-    return height, width
-
-
-def upsample_logits(logits: np.ndarray | torch.Tensor, label_size: tuple[int, int]) -> torch.Tensor:
-    """(C, h, w) logits of any float dtype -> a fresh float32 (C, H, W) tensor at ``label_size``.
-
-    Bilinear with align_corners=False, as the model's own training loss upsamples. A torch tensor
-    stays on its device (so GPU logits are upsampled on the GPU); numpy arrays go to CPU tensors.
-    The result never shares memory with ``logits``, so callers may modify it in place.
-    """
-    height, width = _label_size(label_size)
-    tensor = _logits_tensor(logits)
-    with torch.no_grad():
-        if tuple(tensor.shape[1:]) != (height, width):
-            return F.interpolate(tensor[None].float(), size=(height, width), mode="bilinear",
-                                 align_corners=False)[0]
-        return tensor.to(torch.float32, copy=True)
 
 
 # confidence_and_prediction works on bands of this many label rows (19 classes x 64 x 2048 float32 is
@@ -230,10 +192,10 @@ def _max_softmax_and_argmax(logits: np.ndarray | torch.Tensor, label_size: tuple
     """:func:`confidence_and_prediction` as tensors, the confidence in ``confidence_dtype`` (float32 lets
     tests see every bit of the float32 computation, which float16 rounding would mostly hide)."""
     temperature = validate_temperature(temperature)
-    height, width = _label_size(label_size)
+    height, width = checked_size(label_size)
     if band_rows < 1:
         raise ValueError(f"band_rows must be >= 1, got {band_rows}")
-    tensor = _logits_tensor(logits)
+    tensor = logits_tensor(logits)
     if not 1 <= tensor.shape[0] <= 255:
         raise ValueError(f"logits must have 1..255 classes (255 = ignore), got {tensor.shape[0]}")
     # Bands mean many small torch ops; with intra-op threads each one waits on the other threads, which

@@ -24,7 +24,7 @@ per-image flooring.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,36 +107,6 @@ class ClassThresholds:
     # DARS's per-image drop count floor(c·(1−s_j)) is computed from target_count and
     # above_threshold in integers (s_j = n_j/ñ_j exactly); keep_probability is their float report.
 
-    def to_dict(self, class_names: list[str]) -> dict:
-        """JSON-able summary, one entry per class; a threshold of None means "keeps nothing"."""
-        if len(class_names) != len(self.threshold):
-            raise ValueError(f"{len(class_names)} class names for {len(self.threshold)} classes")
-        return {
-            "method": self.method,
-            "classes": [
-                {
-                    "name": str(name),
-                    "threshold": float(t) if np.isfinite(t) else None,
-                    "keep_probability": float(s),
-                    "target_count": int(n),
-                    "above_threshold": int(a),
-                }
-                for name, t, s, n, a in zip(class_names, self.threshold, self.keep_probability,
-                                            self.target_count, self.above_threshold)
-            ],
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ClassThresholds:
-        """Inverse of :meth:`to_dict`."""
-        rows = data["classes"]
-        return cls(
-            method=validate_method(data["method"]),
-            threshold=np.array([np.inf if r["threshold"] is None else r["threshold"] for r in rows], np.float32),
-            keep_probability=np.array([r["keep_probability"] for r in rows], np.float64),
-            target_count=np.array([r["target_count"] for r in rows], np.int64),
-            above_threshold=np.array([r["above_threshold"] for r in rows], np.int64),
-        )
 
 
 # The rules below need only two order statistics, passed in as functions so that the streaming
@@ -192,26 +162,6 @@ def compute_thresholds(histogram: ConfidenceHistogram, method: str, labeling_rat
                                              histogram.count_at_or_above)
 
 
-def thresholds_by_sorting(confidences: list[np.ndarray], predictions: list[np.ndarray], method: str,
-                          labeling_ratio: float, labeled_shares: np.ndarray) -> ClassThresholds:
-    """Brute-force reference for :func:`compute_thresholds`: sorts the pooled confidences in memory."""
-    num_classes = np.asarray(labeled_shares).size
-    pooled = np.concatenate([np.asarray(c, np.float16).ravel() for c in confidences])
-    classes = np.concatenate([np.asarray(p).ravel() for p in predictions]).astype(np.int64)
-    descending = {j: np.sort(pooled[classes == j].astype(np.float64))[::-1] for j in range(num_classes)}
-    descending[None] = np.sort(pooled.astype(np.float64))[::-1]
-
-    def kth_largest(class_index: int | None, k: int) -> float:
-        return float(descending[class_index][k - 1])
-
-    def count_at_or_above(class_index: int | None, value: float) -> int:
-        return int(np.count_nonzero(descending[class_index] >= value))
-
-    predicted = np.bincount(classes, minlength=num_classes)
-    return _thresholds_from_order_statistics(method, labeling_ratio, labeled_shares, predicted,
-                                             kth_largest, count_at_or_above)
-
-
 def _drop_count(kept: int, target: int, above: int) -> int:
     """floor(kept · (1 − s)) with s = target/above, in exact integer arithmetic."""
     if above <= target:
@@ -251,11 +201,3 @@ def assign_pseudo_labels(confidence: np.ndarray, prediction: np.ndarray, thresho
             if drop:
                 flat[kept_positions[rng.choice(kept_positions.size, size=drop, replace=False)]] = IGNORE_INDEX
     return pseudo
-
-
-def pseudo_label_counts(pseudo_labels: Sequence[np.ndarray], num_classes: int) -> np.ndarray:
-    """(C,) int64 pixels per class over pseudo-label masks (255 not counted)."""
-    counts = np.zeros(num_classes, np.int64)
-    for mask in pseudo_labels:
-        counts += np.bincount(np.asarray(mask).ravel(), minlength=256)[:num_classes]
-    return counts

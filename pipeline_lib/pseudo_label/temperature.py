@@ -15,7 +15,7 @@ import torch
 
 from pipeline_lib.data.classes import IGNORE_INDEX
 from pipeline_lib.errors import UserError
-from pipeline_lib.pseudo_label.confidence import upsample_logits
+from pipeline_lib.predict.upsample import upsample_logits
 
 MIN_TEMPERATURE = 0.05
 MAX_TEMPERATURE = 20.0

@@ -358,11 +358,19 @@ class DistributedSettings:
         return cls(processes=params.get("distributed.processes", int, positive, default=1),
                    sync_batchnorm=params.get("distributed.sync_batchnorm", bool, default=False))
 
-    def check_sync_batchnorm(self) -> None:
-        """Refuse synchronised BatchNorm over several CPU processes (torch implements it for GPUs only)."""
-        import torch
+    def check_sync_batchnorm(self, processes: int | None = None, on_gpus: bool | None = None) -> None:
+        """Refuse synchronised BatchNorm over several CPU processes (torch implements it for GPUs only).
 
-        if self.sync_batchnorm and self.processes > 1 and not torch.cuda.is_available():
+        ``processes`` (default: the setting's) and ``on_gpus`` (default: whether this machine has a GPU) let a
+        process already in a group check the group it is in."""
+        processes = self.processes if processes is None else processes
+        if not (self.sync_batchnorm and processes > 1):
+            return
+        if on_gpus is None:
+            import torch
+
+            on_gpus = torch.cuda.is_available()
+        if not on_gpus:
             raise UserError("distributed.sync_batchnorm needs GPUs (torch synchronises BatchNorm on GPUs only); "
                             "set it to false for several CPU processes")
 

@@ -47,6 +47,7 @@ def train(
         return
     with process_group() as run:
         settings.check_processes(run.world_size)  # torchrun may have been started by hand with its own count
+        distributed.check_sync_batchnorm(run.world_size, run.device.type == "cuda")
         saved = train_round(run, round_name, settings, model, schedule, distributed.sync_batchnorm, prepared,
                             outputs, resume_dir, report=typer.echo)
         if run.is_main:

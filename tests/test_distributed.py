@@ -183,6 +183,10 @@ def test_sync_batchnorm_over_cpu_processes_is_refused_before_launching():
     DistributedSettings(1, True).check_sync_batchnorm()  # one process: nothing to synchronise
     with pytest.raises(UserError, match="distributed.sync_batchnorm needs GPUs"):
         DistributedSettings(2, True).check_sync_batchnorm()
+    # A process already in a group checks the group it is in (torchrun started by hand with its own count).
+    DistributedSettings(1, True).check_sync_batchnorm(processes=2, on_gpus=True)
+    with pytest.raises(UserError, match="distributed.sync_batchnorm needs GPUs"):
+        DistributedSettings(1, True).check_sync_batchnorm(processes=2, on_gpus=False)
 
 
 def test_rank_seeds_keep_rank_zero_and_differ_between_ranks():

@@ -79,3 +79,31 @@ def test_experiment_compare(project):
     text = json.dumps(table)
     assert "st-run" in text
     assert text.count("tail_miou") >= 2
+
+
+def changed_stages(root) -> set[str]:
+    """Stages that `dvc status` reports as changed (their deps, params or outs differ from dvc.lock)."""
+    return set(json.loads(dvc(root, "status", "--json").stdout or "{}"))
+
+
+@pytest.mark.parametrize("module, affected, unaffected", [
+    # The training loop is no business of pseudo-labelling or evaluation.
+    ("pipeline_lib/train/loop.py", {"train_r0", "train@r1", "train@r2"},
+     {"pseudo_label@r1", "pseudo_label@r2", "evaluate_r0", "evaluate@r1", "evaluate@r2", "infer@r1", "infer@r2",
+      "prepare"}),
+    # A pseudo-label rule is no business of training, evaluation or inference.
+    ("pipeline_lib/pseudo_label/rules.py", {"pseudo_label@r1", "pseudo_label@r2"},
+     {"train_r0", "evaluate_r0", "infer@r1", "infer@r2", "train@r1", "train@r2", "evaluate@r1", "evaluate@r2",
+      "prepare"}),
+])
+def test_editing_a_module_affects_only_the_stages_that_run_it(project, module, affected, unaffected):
+    path = project / module
+    original = path.read_text()
+    path.write_text(original + "\n# an edit\n")
+    try:
+        changed = changed_stages(project)
+    finally:
+        path.write_text(original)
+    assert affected <= changed, f"editing {module} should affect {sorted(affected - changed)}"
+    assert not changed & unaffected, f"editing {module} affects {sorted(changed & unaffected)}"
+    assert changed_stages(project) == set()

@@ -11,6 +11,14 @@ from pipeline_lib.errors import UserError
 IGNORE_INDEX = 255
 
 
+def class_shares(values) -> np.ndarray:
+    """(C,) float64 ``values`` / their sum: the one normalisation of per-class pixel counts or shares into a
+    distribution (all zeros when the sum is 0, e.g. a rule that labelled nothing)."""
+    array = np.asarray(values, np.float64)
+    total = array.sum()
+    return array / total if total > 0 else np.zeros_like(array)
+
+
 @dataclass(frozen=True)
 class ClassSet:
     """The label space of a dataset: train id ``i`` is ``names[i]``, drawn in ``colors[i]``."""

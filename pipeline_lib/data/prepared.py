@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline_lib.atomic import write_json, write_text
-from pipeline_lib.data.classes import ClassSet
+from pipeline_lib.data.classes import IGNORE_INDEX, ClassSet, class_shares
 from pipeline_lib.errors import UserError
 
 SPLITS = ("labeled", "unlabeled", "val")
@@ -81,15 +82,22 @@ def read_split(prepared: str | os.PathLike, split: str, spec: DatasetSpec | None
     return parse_list(path.read_text(), spec.root, source=str(path))
 
 
-def parse_list(text: str, root: Path, source: str) -> list[Sample]:
-    """Parse the common ``image_path [label_path]`` list format (paths relative to ``root``)."""
-    samples, seen = [], {}
+def list_entries(text: str, source: str, expected: str = "'image [label]'") -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of each non-empty line of a list file in the common ``image_path [label_path]``
+    format: the one parser of list files (prepared splits here, published split lists in data/splits.py)."""
     for number, line in enumerate(text.splitlines(), 1):
         fields = line.split()
         if not fields:
             continue
         if len(fields) > 2:
-            raise UserError(f"{source}:{number}: expected 'image [label]', got {line.strip()!r}")
+            raise UserError(f"{source}:{number}: expected {expected}, got {line.strip()!r}")
+        yield number, fields
+
+
+def parse_list(text: str, root: Path, source: str) -> list[Sample]:
+    """The samples of a prepared split list (paths relative to ``root``)."""
+    samples, seen = [], {}
+    for number, fields in list_entries(text, source):
         image = root / fields[0]
         label = root / fields[1] if len(fields) == 2 else None
         sample_id = Path(fields[0]).stem
@@ -141,8 +149,8 @@ def load_label(path: Path, spec: DatasetSpec, image_shape: tuple[int, int] | Non
         bad = sorted(set(np.unique(label[invalid]).tolist()))[:8]
         raise UserError(f"{path}: label values {bad} exceed the {spec.classes.num_classes} classes "
                         f"(valid: 0..{spec.classes.num_classes - 1}, ignore {spec.classes.ignore_index})")
-    if spec.classes.ignore_index != 255:
-        label = np.where(label == spec.classes.ignore_index, 255, label).astype(np.uint8)
+    if spec.classes.ignore_index != IGNORE_INDEX:
+        label = np.where(label == spec.classes.ignore_index, IGNORE_INDEX, label).astype(np.uint8)
     if image_shape is not None and label.shape != tuple(image_shape):
         raise UserError(f"{path}: label size {label.shape[1]}x{label.shape[0]} differs from its image "
                         f"size {image_shape[1]}x{image_shape[0]}")
@@ -168,7 +176,7 @@ def class_distribution(samples: list[Sample], spec: DatasetSpec) -> dict:
         label = load_label(s.label, spec)
         hist = np.bincount(label.ravel(), minlength=256)
         counts += hist[: spec.classes.num_classes]
-        ignored += int(hist[255])
+        ignored += int(hist[IGNORE_INDEX])
     valid = int(counts.sum())
     if valid == 0:
         raise UserError("the labelled split has no labelled pixels")
@@ -177,7 +185,7 @@ def class_distribution(samples: list[Sample], spec: DatasetSpec) -> dict:
         "pixel_counts": counts.tolist(),
         "ignored_pixels": ignored,
         "valid_pixels": valid,
-        "shares": (counts / valid).tolist(),
+        "shares": class_shares(counts).tolist(),
     }
 
 

@@ -1,4 +1,4 @@
-"""Labelled/unlabelled splits and list files: reproducible, order-independent, hashable.
+"""Labelled/unlabelled splits and published split lists: reproducible and order-independent.
 
 A generated split ranks every sample by ``sha256("<seed>:<id>")`` and labels the lowest-ranked
 ones. That makes the split
@@ -7,8 +7,8 @@ ones. That makes the split
 * independent of the order in which files were listed (only ids matter),
 * nested: with the same seed, the 1/16 labelled set is a subset of the 1/8 labelled set.
 
-List files use the common ``image_path [label_path]`` format (one sample a line, paths relative
-to the dataset root, a leading ``/`` also meaning the root, as published split lists write it).
+Published split lists (``image_path [label_path]`` a line, or bare ids, as the DARS and VOC lists are
+written) are read for their image ids, each path's stem, whatever root they were written against.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import math
 from collections.abc import Iterable
 from pathlib import Path
 
-from pipeline_lib.data.prepared import Sample
+from pipeline_lib.data.prepared import Sample, list_entries
 from pipeline_lib.errors import UserError
 
 
@@ -84,14 +84,8 @@ def read_list_ids(path: Path) -> list[tuple[int, str]]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: list file not found")
-    entries = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) > 2:
-            raise UserError(f"{path}:{number}: expected 'image [label]' or an image id, got {line.strip()!r}")
-        entries.append((number, Path(fields[0]).stem))
+    entries = [(number, Path(fields[0]).stem) for number, fields in
+               list_entries(path.read_text(), str(path), "'image [label]' or an image id")]
     if not entries:
         raise UserError(f"{path}: list file names no images")
     return entries

@@ -14,17 +14,17 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from pipeline_lib.atomic import atomic_path
+from pipeline_lib.data.classes import class_shares
 
 LABELED_SERIES = "labelled set"
 
 
 def to_shares(values: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Counts or shares → shares summing to 1 (all zeros stay zeros)."""
+    """Counts or shares → shares summing to 1 (all zeros stay zeros), refusing what is no distribution."""
     array = np.asarray(values, np.float64)
     if array.ndim != 1 or not np.isfinite(array).all() or (array < 0).any():
         raise ValueError(f"a class distribution must be a 1-d list of non-negative numbers, got {array!r}")
-    total = array.sum()
-    return array / total if total > 0 else array.copy()
+    return class_shares(array)
 
 
 def order_by_labeled_share(labeled_shares: Sequence[float] | np.ndarray) -> list[int]:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline_lib.data.classes import IGNORE_INDEX
+from pipeline_lib.data.classes import IGNORE_INDEX, class_shares
 from pipeline_lib.errors import UserError
 from pipeline_lib.pseudo_label.histogram import ConfidenceHistogram, checked_pair
 
@@ -85,7 +85,7 @@ def target_counts(labeled_shares: np.ndarray, labeling_ratio: float, total_pixel
     shares = _validate_shares(labeled_shares)
     if total_pixels < 0:
         raise ValueError(f"total_pixels must be >= 0, got {total_pixels}")
-    shares = shares / shares.sum()
+    shares = class_shares(shares)
     return np.array([_floor_count(ratio * share * total_pixels) for share in shares], np.int64)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline_lib.data.classes import class_shares
 from pipeline_lib.pseudo_label.rules import ClassThresholds
 
 # KL(labelled || pseudo) adds this to both distributions so that a class with no pseudo label gives a large
@@ -38,10 +39,7 @@ class PixelTally:
 
 def kl_divergence(labeled_shares: np.ndarray, pseudo_counts: np.ndarray, epsilon: float = KL_EPSILON) -> float:
     """KL(labelled || pseudo) in nats between the class distributions, ``epsilon`` added to both shares."""
-    p = np.asarray(labeled_shares, np.float64)
-    p = p / p.sum()
-    counts = np.asarray(pseudo_counts, np.float64)
-    q = counts / counts.sum() if counts.sum() > 0 else np.zeros_like(counts)
+    p, q = class_shares(labeled_shares), class_shares(pseudo_counts)
     present = p > 0
     return float(np.sum(p[present] * np.log((p[present] + epsilon) / (q[present] + epsilon))))
 
@@ -62,8 +60,7 @@ def summarize(class_names: Sequence[str], labeled_shares: np.ndarray, thresholds
     """The stats document (a DVC metrics file: flat scalars on top, one entry per class below)."""
     final = tally.final_counts
     kept = int(final.sum())
-    labeled = np.asarray(labeled_shares, np.float64) / np.sum(labeled_shares)
-    pseudo = final / kept if kept else np.zeros(len(final))
+    labeled, pseudo = class_shares(labeled_shares), class_shares(final)
     has_truth = tally.images_with_truth > 0
     stats: dict[str, Any] = {
         "method": method,
@@ -100,9 +97,7 @@ def summarize(class_names: Sequence[str], labeled_shares: np.ndarray, thresholds
 
 def class_share_csv(class_names: Sequence[str], labeled_shares: np.ndarray, pseudo_counts: np.ndarray) -> str:
     """DVC plots CSV ``class,labeled_share,pseudo_share``, most frequent labelled class first."""
-    labeled = np.asarray(labeled_shares, np.float64) / np.sum(labeled_shares)
-    counts = np.asarray(pseudo_counts, np.float64)
-    pseudo = counts / counts.sum() if counts.sum() > 0 else np.zeros_like(counts)
+    labeled, pseudo = class_shares(labeled_shares), class_shares(pseudo_counts)
     order = sorted(range(len(class_names)), key=lambda j: (-labeled[j], j))
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")

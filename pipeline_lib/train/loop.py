@@ -99,10 +99,7 @@ def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImage
 
     torch.manual_seed(rank_seed(config.seed, run.rank))
     distributed = run.world_size > 1
-    if distributed and sync_batchnorm:
-        if device.type == "cpu":
-            raise UserError("distributed.sync_batchnorm needs GPUs (torch synchronises BatchNorm on GPUs only); "
-                            "set it to false for several CPU processes")
+    if distributed and sync_batchnorm:  # checked for GPUs by DistributedSettings.check_sync_batchnorm
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     # No channels_last: measured here (LR-ASPP, CPU) it made training steps 4-6x slower, not faster.
     model.to(device)

@@ -26,6 +26,7 @@ case "${1:-}" in
   pipeline)
     ensure_env
     shift
+    dars check  # the project's own one-line message for a bad params.yaml, before DVC builds its graph
     dvc repro "$@"
     # A compact summary; `dvc metrics show` has every per-class value.
     python - <<'PY'

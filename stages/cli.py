@@ -6,6 +6,7 @@ import typer
 
 from . import reports_user_errors
 from .ablation import app as ablation_app
+from .check import check
 from .evaluate import evaluate
 from .infer import infer
 from .inspect import inspect
@@ -23,7 +24,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for name, command in (("prepare", prepare), ("train", train), ("evaluate", evaluate), ("infer", infer),
+for name, command in (("check", check), ("prepare", prepare), ("train", train), ("evaluate", evaluate),
+                      ("infer", infer),
                       ("pseudo-label", pseudo_label), ("inspect", inspect)):
     app.command(name)(reports_user_errors(command))
 

@@ -5,8 +5,6 @@ Every checkpoint is plain data (tensors, str, numbers, lists, dicts) and is read
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 
 import torch
@@ -14,14 +12,6 @@ import torch
 from pipeline_lib.atomic import atomic_path
 from pipeline_lib.errors import UserError
 from pipeline_lib.models.build import build_model
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def first_line(exc: BaseException) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline_lib.checksum import checkpoint_sha256
 from pipeline_lib.data.prepared import load_class_distribution, load_label, load_spec, read_split
 from pipeline_lib.layout import RoundPaths
 from pipeline_lib.pseudo_label.run import run_pseudo_labeling
@@ -16,25 +17,28 @@ from pipeline_lib.settings import PseudoLabelSettings
 from pipeline_lib.stores.logits_store import LogitsStore
 
 
-def pseudo_label_round(round_name: str, settings: PseudoLabelSettings, prepared: Path, outputs: Path,
+def pseudo_label_round(round_name: str, teacher: str, settings: PseudoLabelSettings, prepared: Path, outputs: Path,
                        report: Callable[[str], None] = print) -> dict:
     """Write ``outputs/<round>/pseudo_labels.zarr``, pseudo_label_stats.json and class_distribution.csv;
-    returns the stats. ``report`` receives the fitted temperature."""
+    returns the stats. The logits must be those of ``teacher``'s model.pt. ``report`` receives the fitted
+    temperature."""
     spec = load_spec(prepared)
     paths = RoundPaths.of(outputs, round_name)
     class_names = list(spec.classes.names)
+    unlabeled = {s.id: s for s in read_split(prepared, "unlabeled", spec)}
+    # The logits' own problems first (missing, damaged, other images), then whose they are.
+    LogitsStore.open(paths.logits, expect_classes=class_names, expect_image_ids=list(unlabeled))
+    teacher_sha256 = checkpoint_sha256(RoundPaths.of(outputs, teacher).model)
 
     temperature = 1.0
     if settings.temperature_scaling:
         labeled = read_split(prepared, "labeled", spec)
         store = LogitsStore.open(paths.labeled_logits, expect_classes=class_names,
-                                 expect_image_ids=[s.id for s in labeled])
+                                 expect_image_ids=[s.id for s in labeled], expect_checkpoint=teacher_sha256)
         # Lazy sequences: one image's logits and label in memory at a time.
         temperature = fit_temperature(LazySequence(len(store), store.logits),
                                       LazySequence(len(labeled), lambda i: load_label(labeled[i].label, spec)))
         report(f"fitted temperature T = {temperature:.4f} on {len(labeled)} labelled images")
-
-    unlabeled = {s.id: s for s in read_split(prepared, "unlabeled", spec)}
 
     def ground_truth(image_id: str) -> np.ndarray | None:
         sample = unlabeled.get(image_id)
@@ -45,7 +49,7 @@ def pseudo_label_round(round_name: str, settings: PseudoLabelSettings, prepared:
         labeled_shares=load_class_distribution(prepared), method=settings.method,
         labeling_ratio=settings.labeling_ratio, seed=settings.seed, temperature=temperature,
         ground_truth=ground_truth, workers=settings.workers, expect_classes=class_names,
-        expect_image_ids=list(unlabeled))
+        expect_image_ids=list(unlabeled), expect_checkpoint=teacher_sha256)
 
 
 class LazySequence(Sequence):

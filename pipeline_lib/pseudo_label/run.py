@@ -49,7 +49,8 @@ def run_pseudo_labeling(logits_store: StoreLike, out_store: Path, stats_path: Pa
                         labeled_shares: np.ndarray, method: str, labeling_ratio: float, seed: int,
                         temperature: float = 1.0, ground_truth: GroundTruth | None = None, workers: int = 2,
                         expect_classes: Sequence[str] | None = None,
-                        expect_image_ids: Sequence[str] | None = None) -> dict[str, Any]:
+                        expect_image_ids: Sequence[str] | None = None,
+                        expect_checkpoint: str | None = None) -> dict[str, Any]:
     """Pseudo-label every image of ``logits_store``; write the label store, stats JSON and class-share CSV.
 
     ``labeled_shares`` (C,) are the labelled split's class shares of its valid pixels. ``ground_truth(id)``,
@@ -61,7 +62,8 @@ def run_pseudo_labeling(logits_store: StoreLike, out_store: Path, stats_path: Pa
     temperature = validate_temperature(temperature)
     if workers < 1:
         raise UserError(f"workers must be >= 1, got {workers}")
-    store = LogitsStore.open(logits_store, expect_classes=expect_classes, expect_image_ids=expect_image_ids)
+    store = LogitsStore.open(logits_store, expect_classes=expect_classes, expect_image_ids=expect_image_ids,
+                             expect_checkpoint=expect_checkpoint)
     shares = _check_shares(labeled_shares, store.class_names)
 
     with _thread_pool(workers) as pool:

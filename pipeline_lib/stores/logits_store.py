@@ -23,13 +23,13 @@ from zarr.codecs import BloscCodec
 from pipeline_lib.errors import UserError
 from pipeline_lib.stores.sharded_stack import (
     SingleWriter,
+    StackReader,
     StoreLike,
     StoreWriters,
     atomic_store_dir,
     check_same_ids,
     check_sizes,
     create_stack,
-    iter_stack_blocks,
     max_size,
     open_stack,
     shard_images,
@@ -99,17 +99,14 @@ def _checked_logits(predict: Callable[[int], np.ndarray], index: int, image_id: 
     return half
 
 
-class LogitsStore:
+class LogitsStore(StackReader):
     """Read side of the soft-prediction store. Open it with :meth:`open`."""
 
-    def __init__(self, group: zarr.Group, array: zarr.Array, where: str) -> None:
-        self.where = where
-        self.attrs: dict[str, Any] = dict(group.attrs)
-        self.image_ids: list[str] = [str(i) for i in self.attrs["image_ids"]]
-        self.class_names: list[str] = [str(c) for c in self.attrs["class_names"]]
-        self.label_sizes = check_sizes(self.attrs["label_sizes"], len(self.image_ids), "label_sizes", where)
+    kind, array_name, producer = KIND, ARRAY, "infer"
+
+    def __init__(self, group: zarr.Group, array: zarr.Array, where: str, store: StoreLike) -> None:
+        super().__init__(group, array, where, store)
         self.logit_sizes = check_sizes(self.attrs["logit_sizes"], len(self.image_ids), "logit_sizes", where)
-        self._array = array
 
     @classmethod
     def open(cls, store: StoreLike, expect_classes: Sequence[str] | None = None,
@@ -121,14 +118,16 @@ class LogitsStore:
         other images than ``expect_image_ids``, or was made by another checkpoint than ``expect_checkpoint``.
         """
         group, array, where = open_stack(store, KIND, ARRAY, REQUIRED_ATTRS, FORMAT_VERSION, "infer")
-        store_obj = cls(group, array, where)
+        store_obj = cls(group, array, where, store)
         store_obj._check_array()
+        store_obj.check_complete()
         if expect_classes is not None:
             _check_classes(store_obj.class_names, list(expect_classes), where)
         if expect_checkpoint is not None and store_obj.attrs["checkpoint_sha256"] != expect_checkpoint:
             raise UserError(f"{where}: store was made by another model (checkpoint sha256 "
-                            f"{str(store_obj.attrs['checkpoint_sha256'])[:12]}…, expected {expect_checkpoint[:12]}…); "
-                            "rerun the infer stage")
+                            f"{str(store_obj.attrs['checkpoint_sha256'])[:12]}…; this round's teacher has sha256 "
+                            f"{expect_checkpoint[:12]}…); remake it with "
+                            f"`dvc repro infer@{Path(where).parent.name or '<round>'}`")
         if expect_image_ids is not None:
             check_same_ids(store_obj.image_ids, expect_image_ids, where, "its image list")
         return store_obj
@@ -146,13 +145,6 @@ class LogitsStore:
             raise UserError(f"{self.where}: logit size of image {self.image_ids[too_big[0]]!r} exceeds the "
                             f"array's {shape[2]}x{shape[3]}")
 
-    def __len__(self) -> int:
-        return len(self.image_ids)
-
-    @property
-    def images_per_shard(self) -> int:
-        return self._array.shards[0] if self._array.shards else 1
-
     def crop(self, index: int, padded: np.ndarray) -> np.ndarray:
         """Image ``index``'s logits cut out of its padded ``(C, h_max, w_max)`` slot."""
         h, w = self.logit_sizes[index]
@@ -163,11 +155,11 @@ class LogitsStore:
         if not 0 <= index < len(self):
             raise IndexError(f"image index {index} out of range 0..{len(self) - 1}")
         h, w = self.logit_sizes[index]
-        return self._array[index, :, :h, :w]
+        return self.read(index, slice(None), slice(0, h), slice(0, w))
 
     def iter_shards(self) -> Iterator[tuple[int, np.ndarray]]:
         """``(first_index, block)`` per shard, block ``(k, C, h_max, w_max)`` padded; crop with :meth:`crop`."""
-        return iter_stack_blocks(self._array)
+        return self.iter_blocks()
 
     def iter_logits(self) -> Iterator[tuple[int, np.ndarray]]:
         """``(index, logits)`` for every image in order, reading one shard at a time."""

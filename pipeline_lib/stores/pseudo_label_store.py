@@ -23,11 +23,10 @@ from pipeline_lib.atomic import atomic_path
 from pipeline_lib.data.classes import IGNORE_INDEX
 from pipeline_lib.errors import UserError
 from pipeline_lib.stores.sharded_stack import (
+    StackReader,
     StoreLike,
     check_same_ids,
-    check_sizes,
     create_stack,
-    iter_stack_blocks,
     max_size,
     open_stack,
     write_stack,
@@ -77,24 +76,21 @@ def write_label_store(path: str | os.PathLike, image_ids: Sequence[str], label_s
         write_stack(array, checked(labels), sizes, image_ids, desc="pseudo labels")
 
 
-class PseudoLabelStore:
+class PseudoLabelStore(StackReader):
     """Read side of the pseudo-label store. Open it with :meth:`open`."""
 
-    def __init__(self, group: zarr.Group, array: zarr.Array, where: str) -> None:
-        self.where = where
-        self.attrs: dict[str, Any] = dict(group.attrs)
-        self.image_ids: list[str] = [str(i) for i in self.attrs["image_ids"]]
-        self.class_names: list[str] = [str(c) for c in self.attrs["class_names"]]
-        self.label_sizes = check_sizes(self.attrs["label_sizes"], len(self.image_ids), "label_sizes", where)
+    kind, array_name, producer = KIND, ARRAY, "pseudo_label"
+
+    def __init__(self, group: zarr.Group, array: zarr.Array, where: str, store: StoreLike) -> None:
+        super().__init__(group, array, where, store)
         self._index = {image_id: i for i, image_id in enumerate(self.image_ids)}
-        self._array = array
 
     @classmethod
     def open(cls, store: StoreLike, expect_classes: Sequence[str] | None = None,
              expect_image_ids: Sequence[str] | None = None) -> "PseudoLabelStore":
         """Open a store (a path or any zarr store), refusing with UserError when it does not fit."""
         group, array, where = open_stack(store, KIND, ARRAY, REQUIRED_ATTRS, FORMAT_VERSION, "pseudo-label")
-        opened = cls(group, array, where)
+        opened = cls(group, array, where, store)
         shape = tuple(opened._array.shape)
         if len(shape) != 3 or shape[0] != len(opened.image_ids) or opened._array.dtype != np.uint8:
             raise UserError(f"{where}: array '{ARRAY}' is {opened._array.dtype} of shape {shape}, expected uint8 "
@@ -107,10 +103,8 @@ class PseudoLabelStore:
                             f"({len(expect_classes)})")
         if expect_image_ids is not None:
             check_same_ids(opened.image_ids, expect_image_ids, where, "its image list")
+        opened.check_complete()
         return opened
-
-    def __len__(self) -> int:
-        return len(self.image_ids)
 
     def index_of(self, image_id: str) -> int:
         try:
@@ -125,11 +119,11 @@ class PseudoLabelStore:
         if not 0 <= index < len(self):
             raise IndexError(f"image index {index} out of range 0..{len(self) - 1}")
         h, w = self.label_sizes[index]
-        return self._array[index, :h, :w]
+        return self.read(index, slice(0, h), slice(0, w))
 
     def iter_labels(self) -> Iterator[tuple[int, np.ndarray]]:
         """``(index, mask)`` for every image in order, reading one shard at a time."""
-        for first, block in iter_stack_blocks(self._array):
+        for first, block in self.iter_blocks():
             for offset, padded in enumerate(block):
                 h, w = self.label_sizes[first + offset]
                 yield first + offset, padded[:h, :w]

@@ -8,13 +8,15 @@ from pathlib import Path
 
 import torch
 
+from pipeline_lib.checksum import file_sha256
 from pipeline_lib.data.prepared import load_spec, read_split
 from pipeline_lib.distributed import DistributedRun
 from pipeline_lib.errors import UserError
 from pipeline_lib.layout import RoundPaths
 from pipeline_lib.models.build import build_model
-from pipeline_lib.models.checkpoint import file_sha256, load_checkpoint, save_checkpoint
+from pipeline_lib.models.checkpoint import load_checkpoint, save_checkpoint
 from pipeline_lib.settings import BASELINE_ROUND, ModelSettings, RoundSchedule, TrainSettings
+from pipeline_lib.stores.pseudo_label_store import PseudoLabelStore
 from pipeline_lib.train.images import TrainingImages
 from pipeline_lib.train.loop import train
 from pipeline_lib.train.provenance import base_provenance, resume_fingerprint
@@ -46,14 +48,24 @@ def train_round(run: DistributedRun, round_name: str, settings: TrainSettings, m
             arch = teacher_checkpoint["arch"]
         else:
             model = build_model(arch, len(class_names), model_settings.pretrained_backbone)
-        provenance.update(teacher=schedule.teacher, init=schedule.init, teacher_sha256=file_sha256(teacher))
+        teacher_sha256 = file_sha256(teacher)
+        provenance.update(teacher=schedule.teacher, init=schedule.init, teacher_sha256=teacher_sha256)
         if settings.pseudo_fraction > 0:
-            pseudo = TrainingImages(read_split(prepared, "unlabeled", spec), spec, settings.pseudo_aug_strength,
-                                    settings.crop_size, pseudo_label_store=paths.pseudo_labels)
+            unlabeled = read_split(prepared, "unlabeled", spec)
             store_metadata = paths.pseudo_labels / "zarr.json"  # attributes: method, α, seed, thresholds, teacher
             if not store_metadata.is_file():
                 raise UserError(f"{paths.pseudo_labels}: pseudo labels not found; "
                                 f"run `dvc repro pseudo_label@{round_name}`")
+            # Checked here, once: complete, of this split and classes, and drawn from this round's teacher.
+            labels = PseudoLabelStore.open(paths.pseudo_labels, expect_classes=class_names,
+                                           expect_image_ids=[s.id for s in unlabeled])
+            made_from = labels.attrs["source_checkpoint_sha256"]
+            if made_from != teacher_sha256:
+                raise UserError(f"{paths.pseudo_labels}: drawn from the logits of checkpoint sha256 "
+                                f"{str(made_from)[:12]}…, not of this round's teacher {teacher} (sha256 "
+                                f"{teacher_sha256[:12]}…); remake them with `dvc repro pseudo_label@{round_name}`")
+            pseudo = TrainingImages(unlabeled, spec, settings.pseudo_aug_strength, settings.crop_size,
+                                    pseudo_label_store=paths.pseudo_labels)
             provenance["pseudo_labels_sha256"] = file_sha256(store_metadata)
         # else: the labelled-only control (self_training.pseudo_fraction = 0): this round's schedule and
         # iterations without pseudo labels, to tell their gain from that of training longer.

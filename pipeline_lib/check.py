@@ -1,0 +1,52 @@
+"""The whole params.yaml, checked before DVC builds its graph (``dars check``; ``./run.sh pipeline`` runs it first).
+
+Each stage checks only the keys it reads, when it runs; under ``dvc repro`` a missing or cyclic teacher, an
+empty ``rounds`` or an empty file would surface first as DVC's own messages about paths and templates.
+"""
+
+from __future__ import annotations
+
+from pipeline_lib.errors import UserError
+from pipeline_lib.models.build import ARCHITECTURES  # torch-free: the model modules load only on build
+from pipeline_lib.settings import (
+    BASELINE_ROUND,
+    DataSettings,
+    DistributedSettings,
+    EvaluateSettings,
+    InferenceSettings,
+    ModelSettings,
+    Params,
+    PseudoLabelSettings,
+    TrainSettings,
+    images_per_shard,
+    round_schedule,
+)
+
+SECTIONS = ("seed", "data", "model", "train", "inference", "evaluate", "pseudo_label", "self_training", "rounds")
+
+
+def check_params(params: Params) -> list[str]:
+    """Check every key of every section the way the stages will read it; returns the rounds (r0 first)."""
+    if not params.data:
+        raise UserError(f"{params.source}: empty; it must define {', '.join(SECTIONS)}")
+    missing = [name for name in SECTIONS if name not in params.data]
+    if missing:
+        raise UserError(f"{params.source}: missing section{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    rounds = params.raw("rounds")
+    if not isinstance(rounds, dict) or not rounds:
+        raise params.fail("rounds", "must define at least one self-training round, e.g. "
+                                    "{r1: {teacher: r0, init: teacher, labeling_ratio: 0.2, aug_strength: 1.0}}")
+    schedule = round_schedule(params)
+    DataSettings.from_params(params)
+    model = ModelSettings.from_params(params)
+    if model.arch not in ARCHITECTURES:
+        raise params.fail("model.arch", f"must be one of {', '.join(ARCHITECTURES)}")
+    distributed = DistributedSettings.from_params(params)
+    for round_name in (BASELINE_ROUND, *schedule):
+        TrainSettings.from_params(params, round_name).check_processes(distributed.processes)
+    for round_name in schedule:
+        PseudoLabelSettings.from_params(params, round_name)
+    InferenceSettings.from_params(params)
+    images_per_shard(params)
+    EvaluateSettings.from_params(params)
+    return [BASELINE_ROUND, *schedule]

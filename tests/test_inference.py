@@ -217,13 +217,29 @@ def test_upsample_logits_shape_and_constant():
     torch.testing.assert_close(out, torch.ones(3, 31, 41))
 
 
-def test_bf16_autocast_on_cpu_is_close():
+def test_bf16_autocast_on_cpu_is_close(monkeypatch):
+    from pipeline_lib import device
+
+    monkeypatch.setattr(device, "_cpu_has_fast_bf16", lambda: True)  # bf16 even where the CPU only emulates it
     model = make(ContextModel)
     x = image(48, 64)
     exact = predict_logits(model, x, autocast=False)
     approx = predict_logits(model, x, autocast=True)
     assert approx.dtype == torch.float32
     assert (approx - exact).abs().max() < 0.05 * exact.abs().max()
+
+
+def test_cpus_without_native_bf16_run_autocast_in_fp32(monkeypatch):
+    from pipeline_lib import device
+
+    monkeypatch.setattr(device, "_cpu_has_fast_bf16", lambda: False)
+    cpu = torch.device("cpu")
+    assert device.autocast_dtype(cpu) is None and device.precision_name(cpu, True) == "fp32"
+    model = make(ContextModel)
+    x = image(48, 64)
+    assert torch.equal(predict_logits(model, x, autocast=True), predict_logits(model, x, autocast=False))
+    monkeypatch.setattr(device, "_cpu_has_fast_bf16", lambda: True)
+    assert device.autocast_dtype(cpu) == torch.bfloat16 and device.precision_name(cpu, False) == "fp32"
 
 
 def test_deterministic():

@@ -10,6 +10,7 @@ import torch
 
 from pipeline_lib.checksum import file_sha256
 from pipeline_lib.data.prepared import load_spec, read_split
+from pipeline_lib.device import precision_name
 from pipeline_lib.distributed import DistributedRun
 from pipeline_lib.errors import UserError
 from pipeline_lib.layout import RoundPaths
@@ -76,8 +77,8 @@ def train_round(run: DistributedRun, round_name: str, settings: TrainSettings, m
                                      "sync_batchnorm": sync_batchnorm}
     if run.is_main:
         where = f"{run.world_size} × {run.device.type} ({run.backend})" if run.world_size > 1 else str(run.device)
-        report(f"training {round_name}: {arch} on {where}, {settings.iterations} iterations, "
-               f"batch {settings.batch_split(pseudo is not None)} (labelled, pseudo)")
+        report(f"training {round_name}: {arch} on {where} ({precision_name(run.device, settings.autocast)}), "
+               f"{settings.iterations} iterations, batch {settings.batch_split(pseudo is not None)} (labelled, pseudo)")
     model = train(model, labeled, pseudo, settings, run.device, resume_dir / round_name,
                   resume_fingerprint(provenance), paths.train_log, run=run, sync_batchnorm=sync_batchnorm)
     if run.is_main:

@@ -66,6 +66,14 @@ class DistributedRun:
         dist.broadcast_object_list(box, src=0, device=self.device if self.backend == "nccl" else None)
         return box[0]
 
+    def gather(self, value: Any) -> list[Any]:
+        """Every rank's ``value`` (any picklable object), in rank order, returned on every rank."""
+        if not self.in_group:
+            return [value]
+        values: list[Any] = [None] * self.world_size
+        dist.all_gather_object(values, value)
+        return values
+
     def sum_over_ranks(self, values: Sequence[float]) -> list[float]:
         """Element-wise sum of every rank's ``values`` (float64), returned on every rank."""
         if not self.in_group:

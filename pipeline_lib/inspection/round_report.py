@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from pipeline_lib.atomic import atomic_path
 from pipeline_lib.errors import UserError
@@ -24,6 +23,7 @@ from pipeline_lib.inspection.panels import (
 )
 from pipeline_lib.inspection.plots import plot_class_distributions
 from pipeline_lib.inspection.report import GalleryRow, ReportContent, write_report
+from pipeline_lib.progress import track
 from pipeline_lib.settings import self_training_round
 from pipeline_lib.stores.pseudo_label_store import PseudoLabelStore
 
@@ -117,7 +117,7 @@ def _write_report(folder: Path, artifacts: RoundArtifacts, chosen: list[str], se
     (folder / "images").mkdir(parents=True)
     (folder / REPORT_MARKER).write_text("written by `dars inspect`; this folder is replaced on the next run\n")
     rows = []
-    for image_id in tqdm(chosen, desc="rendering", unit="img", leave=False, disable=None):
+    for image_id in track(chosen, desc="rendering", unit="img"):
         label = artifacts.pseudo_label(image_id)
         image = resize_image(artifacts.image(image_id), label.shape)
         truth = artifacts.ground_truth(image_id)
@@ -156,7 +156,6 @@ def export_pseudo_labels(store: PseudoLabelStore, folder: Path) -> int:
     with atomic_path(folder) as tmp:
         tmp.mkdir(parents=True)
         (tmp / EXPORT_MARKER).write_text("written by `dars inspect --export-labels`; replaced on the next run\n")
-        for index, mask in tqdm(store.iter_labels(), total=len(store), desc="exporting", unit="img", leave=False,
-                                disable=None):
+        for index, mask in track(store.iter_labels(), total=len(store), desc="exporting", unit="img"):
             _save_png(tmp / f"{store.image_ids[index]}.png", np.asarray(mask, np.uint8))
     return len(store)

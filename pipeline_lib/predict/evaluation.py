@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from pipeline_lib.atomic import write_json, write_text
 from pipeline_lib.data.classes import IGNORE_INDEX
@@ -28,6 +27,7 @@ from pipeline_lib.layout import RoundPaths
 from pipeline_lib.models.checkpoint import load_checkpoint
 from pipeline_lib.predict.inference import predict_labels
 from pipeline_lib.predict.metrics import confusion_matrix, segmentation_metrics, tail_classes_from_shares
+from pipeline_lib.progress import track
 from pipeline_lib.settings import EvaluateSettings, InferenceSettings
 
 
@@ -51,7 +51,7 @@ def evaluate(model: torch.nn.Module, samples: list[Sample], spec: DatasetSpec, d
     was_training = model.training
     model.eval()
     try:
-        for sample in tqdm(samples, desc="evaluate", unit="img", disable=not progress):
+        for sample in track(samples, desc="evaluate", unit="img", enabled=progress):
             image = load_image(sample.image)
             label = load_label(sample.label, spec, image.shape[:2])  # ignore is 255 from here on
             prediction = predict_labels(model, normalize_image(image).to(device), label.shape, mode=mode,

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from pipeline_lib.atomic import atomic_path
 from pipeline_lib.data.classes import IGNORE_INDEX
 from pipeline_lib.errors import UserError
+from pipeline_lib.progress import track
 from pipeline_lib.pseudo_label.confidence import confidence_and_prediction, validate_temperature
 from pipeline_lib.pseudo_label.histogram import ConfidenceHistogram
 from pipeline_lib.pseudo_label.rules import (
@@ -147,8 +147,8 @@ def _count_confidences(store: LogitsStore, pool: ThreadPoolExecutor, workers: in
         confidence, prediction = confidence_and_prediction(logits, store.label_sizes[index], temperature)
         histogram.add(confidence, prediction)
 
-    for _ in tqdm(_ordered_map(pool, count, store.iter_logits(), 2 * workers), total=len(store),
-                  desc="pass 1: confidences", unit="img", leave=False, disable=None):
+    for _ in track(_ordered_map(pool, count, store.iter_logits(), 2 * workers), total=len(store),
+                   desc="pass 1: confidences", unit="img"):
         pass
     total = ConfidenceHistogram(num_classes)
     for histogram in per_thread:  # integer sums: the same whatever the split between threads
@@ -181,8 +181,7 @@ def _draw_labels(store: LogitsStore, pool: ThreadPoolExecutor, workers: int, tem
         return label, counts, np.stack([correct, np.bincount(judged_labels, minlength=num_classes)])
 
     results = _ordered_map(pool, draw, store.iter_logits(), 2 * workers)
-    for label, counts, accuracy in tqdm(results, total=len(store), desc="pass 2: pseudo labels", unit="img",
-                                        leave=False, disable=None):
+    for label, counts, accuracy in track(results, total=len(store), desc="pass 2: pseudo labels", unit="img"):
         tally.final_counts += counts
         if accuracy is not None:
             tally.correct += accuracy[0]

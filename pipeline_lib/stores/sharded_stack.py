@@ -22,11 +22,11 @@ from typing import Any, Protocol
 
 import numpy as np
 import zarr
-from tqdm import tqdm
 from zarr.codecs import Crc32cCodec
 
 from pipeline_lib.atomic import atomic_path
 from pipeline_lib.errors import UserError
+from pipeline_lib.progress import track
 
 StoreLike = str | os.PathLike | zarr.abc.store.Store
 
@@ -112,7 +112,7 @@ def write_stack(array: zarr.Array, items: Iterable[np.ndarray], sizes: Sequence[
     block = np.full((per_shard, *item_shape), fill, dtype=array.dtype)
     iterator = iter(items)
     written = 0
-    with tqdm(total=expected_count, desc=desc, unit="img", leave=False, disable=None) as bar:
+    with track(total=expected_count, desc=desc, unit="img") as bar:
         for first, stop in regions:
             block.fill(fill)
             for index in range(first, stop):

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler
-from tqdm import tqdm
 
 from pipeline_lib.atomic import atomic_path, write_text
 from pipeline_lib.data.classes import IGNORE_INDEX
@@ -26,6 +25,7 @@ from pipeline_lib.distributed import DistributedRun, rank_seed
 from pipeline_lib.errors import UserError
 from pipeline_lib.models.build import parameter_groups
 from pipeline_lib.models.checkpoint import first_line
+from pipeline_lib.progress import track
 from pipeline_lib.settings import TrainSettings
 from pipeline_lib.train.images import MixedSources, TrainingImages
 
@@ -111,7 +111,7 @@ def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImage
     scaler = torch.amp.GradScaler(device.type, enabled=config.autocast and autocast_dtype(device) == torch.float16)
 
     state_path = work_dir / "state.pt"
-    start = 0
+    start, rng_states = 0, None
     if state_path.is_file():
         try:  # plain data only (see models/checkpoint.py): a state file cannot run code when read
             state = torch.load(state_path, map_location=device, weights_only=True)
@@ -123,6 +123,7 @@ def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImage
             optimizer.load_state_dict(state["optimizer"])
             scaler.load_state_dict(state["scaler"])
             start = int(state["iteration"])
+            rng_states = state.get("rng")
             if run.is_main:
                 print(f"resuming from iteration {start} ({state_path})")
     run.barrier()  # every rank has read the resume state before rank 0 may clear it
@@ -154,10 +155,16 @@ def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImage
                     report=None)
     model.train()
     running_loss, running_count, seen, started = 0.0, 0, 0, time.perf_counter()
-    quiet = {} if run.is_main else {"disable": True}  # rank 0 keeps tqdm's defaults (and TQDM_* variables)
-    progress = tqdm(loader, total=len(batches), initial=0, desc=f"train [{start}→{config.iterations}]",
-                    unit="it", dynamic_ncols=True, **quiet)
-    for iteration, (images, targets) in enumerate(progress, start):
+    # Making the batch iterator draws the DataLoader's base seed from the global generator, as the
+    # uninterrupted run did before its first step; only then is a resumed run's generator put back where the
+    # interrupted one left it, so dropout (PSPNet's head) draws the same numbers. The workers' own seeds
+    # derive from that base seed but draw nothing: augmentation is seeded per image and iteration.
+    batch_iterator = iter(loader)
+    if rng_states is not None:
+        restore_rng_state(rng_states, run.rank, device)
+    bar = track(batch_iterator, total=len(batches), desc=f"train [{start}→{config.iterations}]", unit="it",
+                enabled=run.is_main)
+    for iteration, (images, targets) in enumerate(bar, start):
         for group in optimizer.param_groups:
             group["lr"] = poly_lr(group["initial_lr"], iteration, config.iterations, config.poly_power)
         images = images.to(device, non_blocking=True)
@@ -190,10 +197,12 @@ def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImage
                 live.log_metric("train/loss", mean_loss)
                 live.log_metric("train/lr", optimizer.param_groups[0]["lr"])
                 live.log_metric("train/images_per_second", seen / max(time.perf_counter() - started, 1e-9))
-            progress.set_postfix(loss=f"{mean_loss:.3f}")
+            bar.set_postfix(loss=f"{mean_loss:.3f}")
             running_loss, running_count = 0.0, 0
-        if done % config.checkpoint_every == 0 and done < config.iterations and run.is_main:
-            save_resume_state(state_path, model, optimizer, scaler, done, fingerprint)
+        if done % config.checkpoint_every == 0 and done < config.iterations:
+            rng = run.gather(rng_state(device))  # every rank's generators (their dropout streams differ)
+            if run.is_main:
+                save_resume_state(state_path, model, optimizer, scaler, done, fingerprint, rng)
     if live is not None:
         live.end()
         with atomic_path(log_dir) as tmp:  # the curves only: dvc plots reads every file it is given
@@ -215,7 +224,25 @@ def forget_metrics_after(metrics_dir: Path, step: int) -> None:
             write_text(tsv, header + "".join(kept))
 
 
-def save_resume_state(path: Path, model, optimizer, scaler, iteration: int, fingerprint: str) -> None:
+def rng_state(device: torch.device) -> dict:
+    """The torch generators this process draws from: the CPU one and, on a GPU, that device's."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_rng_state(states: list[dict], rank: int, device: torch.device) -> None:
+    """Put this rank's generators back as saved (a state saved by another number of ranks is ignored)."""
+    if not isinstance(states, list) or rank >= len(states):
+        return
+    torch.set_rng_state(states[rank]["cpu"])
+    if device.type == "cuda" and "cuda" in states[rank]:
+        torch.cuda.set_rng_state(states[rank]["cuda"], device)
+
+
+def save_resume_state(path: Path, model, optimizer, scaler, iteration: int, fingerprint: str,
+                      rng: list[dict]) -> None:
     with atomic_path(path) as tmp:
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                    "iteration": iteration, "fingerprint": fingerprint}, tmp)
+                    "iteration": iteration, "fingerprint": fingerprint, "rng": rng}, tmp)

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from pipeline_lib.atomic import write_json
 from pipeline_lib.data.classes import CITYSCAPES
 from pipeline_lib.data.prepared import Sample, write_prepared
 from pipeline_lib.data.synthetic.classes import IGNORE, TARGET_SHARES
 from pipeline_lib.data.synthetic.scene import generate_scene
+from pipeline_lib.progress import track
 from pipeline_lib.settings import SyntheticSettings
 
 
@@ -37,7 +37,8 @@ def prepare_synthetic(out_dir: Path, settings: SyntheticSettings, num_labeled: i
     jobs += [(f"val_{i:05d}", num_train_images + i) for i in range(num_val_images)]
     counts = {"train": np.zeros(256, np.int64), "labeled": np.zeros(256, np.int64), "val": np.zeros(256, np.int64)}
     samples = []
-    for position, (sample_id, index) in enumerate(tqdm(jobs, desc="synthetic dataset", unit="img")):
+    for position, (sample_id, index) in enumerate(track(jobs, desc="synthetic dataset",
+                                                                       unit="img")):
         image, label = generate_scene(seed, index, height, width)
         Image.fromarray(image).save(images / f"{sample_id}.png")
         Image.fromarray(label).save(labels / f"{sample_id}.png")  # 2-D uint8 -> single-channel 'L'

@@ -216,7 +216,7 @@ class SyntheticSettings:
 @dataclass(frozen=True)
 class DataSettings:
     dataset: str  # one of DATASETS
-    root: Path | None  # the dataset's directory (None for synthetic)
+    root: Path  # the dataset's directory (synthetic: its generator's package), a tracked input of prepare
     labeled_fraction: float | None  # exactly one of the two is set
     labeled_count: int | None
     val_fraction: float | None  # folder datasets without a val/ folder
@@ -234,7 +234,14 @@ class DataSettings:
             params.get("data.labeled_fraction", float, open_fraction, default=None)
         lists = {key: None if value is None else Path(value) for key in ("labeled_list", "unlabeled_list")
                  for value in [params.get(f"data.{key}", str, default=None)]}
-        root = None
+        # Every kind names a directory: dvc.yaml tracks data.root as an input of prepare.
+        root_text = params.get("data.root", str, default=None)
+        if root_text is None:
+            raise UserError(f"{params.source}: 'data.root' must name the {dataset} dataset's directory, which DVC "
+                            "tracks as an input of prepare (synthetic: pipeline_lib/data/synthetic, its generator)")
+        root = Path(root_text)
+        if not root.is_dir():
+            raise params.fail("data.root", "is not a directory")
         if dataset == "synthetic":
             synthetic = SyntheticSettings.from_params(params)
             if count is None and labeled_fraction is None:
@@ -250,12 +257,6 @@ class DataSettings:
                     raise params.fail(f"data.{key}", "is for cityscapes and voc; the synthetic split is generated")
         else:
             synthetic = None
-            root_text = params.get("data.root", str, default=None)
-            if root_text is None:
-                raise UserError(f"{params.source}: 'data.root' must name the {dataset} dataset directory")
-            root = Path(root_text)
-            if not root.is_dir():
-                raise params.fail("data.root", "is not a directory")
             if dataset == "folder":
                 for key, value in lists.items():
                     if value is not None:

@@ -12,7 +12,9 @@ from pipeline_project import REPO
 
 
 def default() -> dict:
-    return yaml.safe_load((REPO / "params.yaml").read_text())
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"]["root"] = str(REPO / params["data"]["root"])  # the checks run from a scratch directory
+    return params
 
 
 def check(tmp_path, params) -> subprocess.CompletedProcess:

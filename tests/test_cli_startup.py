@@ -39,6 +39,7 @@ def test_help_and_models_import_nothing_heavy(args, tmp_path):
 ])
 def test_parameter_errors_import_nothing_heavy(args, tmp_path):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"]["root"] = str(REPO / params["data"]["root"])
     params["train"]["base_lr"] = -1  # read by train
     params["inference"]["mode"] = "tiles"  # read by evaluate and infer
     params["pseudo_label"]["method"] = "magic"  # read by pseudo-label

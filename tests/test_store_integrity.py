@@ -114,9 +114,8 @@ def test_the_command_refuses_a_deleted_logits_shard_in_one_line(tmp_path):
 
     project = make_project(tmp_path / "project")
     subprocess.run([sys.executable, "-m", "stages.cli", "prepare"], cwd=project, check=True, capture_output=True)
-    from pipeline_lib.data.prepared import read_split
-
     from pipeline_lib.checksum import file_sha256
+    from pipeline_lib.data.prepared import read_split
 
     unlabeled = read_split(project / "data" / "prepared", "unlabeled")
     teacher = project / "outputs" / "r0" / "model.pt"

@@ -22,6 +22,7 @@ from pipeline_lib.data.synthetic.render import CAMERA_HEIGHT, Camera, billboard
 from pipeline_lib.data.synthetic.scene import generate_scene
 from pipeline_lib.errors import UserError
 from pipeline_lib.settings import SyntheticSettings
+from pipeline_project import REPO
 
 NUM_CLASSES = CITYSCAPES.num_classes
 SAMPLE_SIZE = (64, 128)  # small but with Cityscapes' 1:2 aspect
@@ -220,7 +221,8 @@ def test_prepare_rejects_bad_parameters(tmp_path: Path, overrides: dict, key: st
     from stages.prepare import prepare
 
     synthetic = {"seed": 0, "num_train_images": 10, "num_val_images": 2, "image_size": [64, 64]}
-    data = {"dataset": "synthetic", "labeled_fraction": 0.2, "split_seed": 0}
+    data = {"dataset": "synthetic", "root": str(REPO / "pipeline_lib" / "data" / "synthetic"), "labeled_fraction": 0.2,
+            "split_seed": 0}
     for name, value in overrides.items():
         (data if name.startswith("labeled_") else synthetic)[name] = list(value) if isinstance(value, tuple) else value
     params = tmp_path / "params.yaml"
@@ -235,7 +237,8 @@ def test_synthetic_dataset_honours_labeled_count(tmp_path: Path) -> None:
 
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({
-        "data": {"dataset": "synthetic", "labeled_fraction": 0.5, "labeled_count": 3, "split_seed": 0},
+        "data": {"dataset": "synthetic", "root": str(REPO / "pipeline_lib" / "data" / "synthetic"),
+                 "labeled_fraction": 0.5, "labeled_count": 3, "split_seed": 0},
         "synthetic": {"seed": 0, "num_train_images": 8, "num_val_images": 1, "image_size": [64, 64]}}))
     prepare(params=params, out=tmp_path / "out")
     assert len(datasets.read_split(tmp_path / "out", "labeled")) == 3

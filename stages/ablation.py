@@ -13,7 +13,7 @@ from pipeline_lib.errors import UserError
 from stages import reports_user_errors
 
 app = typer.Typer(help="Run the paper's ablation grid as DVC experiments and print a Table-4-style comparison.",
-                  no_args_is_help=True)
+                  no_args_is_help=True, rich_markup_mode=None)
 
 VARIANTS_HELP = f"Comma-separated variants: method[+ts] with method in st, cbst, da, dars, or {CONTROL} (the " \
                 f"rounds' iterations on labelled images only). Default: the paper's Table 4 rows " \

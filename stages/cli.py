@@ -22,6 +22,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: rendering it with rich costs more than the rest of the start-up
 )
 
 for name, command in (("check", check), ("prepare", prepare), ("train", train), ("evaluate", evaluate),

@@ -71,11 +71,12 @@ def test_interrupted_run_resumes_to_the_same_weights(prepared, tmp_path, monkeyp
     for key, value in straight.items():
         assert torch.equal(value, resumed[key]), key
     # and the saved checkpoints are the same bytes
-    for name, weights in (("a.pt", straight), ("b.pt", resumed)):
+    for run, weights in (("a", straight), ("b", resumed)):  # same file name: torch.save records it
         model = build_model(arch, load_spec(prepared).classes.num_classes)
         model.load_state_dict(weights)
-        save_checkpoint(tmp_path / name, model, arch, list(load_spec(prepared).classes.names), {"round": "r0"})
-    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+        save_checkpoint(tmp_path / run / "model.pt", model, arch, list(load_spec(prepared).classes.names),
+                        {"round": "r0"})
+    assert (tmp_path / "a" / "model.pt").read_bytes() == (tmp_path / "b" / "model.pt").read_bytes()
     assert not (tmp_path / "b_work").exists()  # resume state removed after success
     assert (tmp_path / "b_log" / "train" / "loss.tsv").is_file()
 

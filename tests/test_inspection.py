@@ -25,6 +25,7 @@ from inspection_state import (
     run_inspect,
     write_params,
 )
+from pipeline_lib.data.classes import CITYSCAPES
 from pipeline_lib.data.prepared import load_image, load_label, load_spec
 from pipeline_lib.errors import UserError
 from pipeline_lib.inspection.panels import (
@@ -151,6 +152,29 @@ def test_legend_shows_every_class_colour_and_the_colorbar_renders():
     bar = colorbar_image().reshape(-1, 3).astype(np.int32)
     for colour in colormap_table()[[0, 128, 255]].astype(np.int32):  # both ends and the middle, ±rendering
         assert np.abs(bar - colour).sum(axis=1).min() <= 4
+
+
+# Wider, in each font below, than the 960 pixels the legend's width was once fixed at.
+LONG_NAME = ("a class whose name is far longer than any dataset's, so long that in any of the fonts tried here it "
+             "does not fit the legend's former fixed width")
+
+
+@pytest.mark.parametrize("family", ["DejaVu Sans", "DejaVu Serif", "DejaVu Sans Mono"])
+@pytest.mark.parametrize("names", [CITYSCAPES.names, ["road", LONG_NAME]], ids=["cityscapes", "long name"])
+def test_legend_is_wide_enough_for_its_longest_label_in_any_font(family, names):
+    """Cityscapes' 19 classes put the ignored entry in the last column, at the image's edge; a long name
+    outgrows any fixed width. Pillow measures the longest label in the same font, independently."""
+    from matplotlib import font_manager, rc_context
+    from PIL import ImageFont
+
+    with rc_context({"font.family": family}):
+        legend = legend_image(names, np.asarray(CITYSCAPES.colors, np.uint8)[: len(names)])
+        font_file = font_manager.findfont(font_manager.FontProperties(family=family), fallback_to_default=False)
+    font = ImageFont.truetype(font_file, size=9 * 100 / 72)  # the legend's 9 pt at its 100 dpi, in pixels
+    longest = max(font.getlength(text) for text in [*names, "ignored (255): no pseudo label"])
+    assert legend.shape[1] >= longest + 30  # the label beside its swatch
+    ink = np.flatnonzero((legend != 255).any(axis=(0, 2)))  # columns with anything but white background
+    assert legend.shape[1] - 1 - ink.max() >= 8  # a margin after the widest column: no label cut at the edge
 
 
 # ---------------------------------------------------------------------------------------------------------------

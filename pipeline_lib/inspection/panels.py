@@ -13,7 +13,9 @@ Conventions shared by every panel (and stated in the legend the report shows):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from itertools import accumulate
 
 import numpy as np
 
@@ -24,6 +26,16 @@ CHECKER_CELL = 8  # pixels per checkerboard square
 CHECKER_COLORS = ((255, 255, 255), (191, 191, 191))
 CONFIDENCE_COLORMAP = "viridis"
 OVERLAY_ALPHA = 0.5
+LEGEND_DPI = 100
+LEGEND_FONT_SIZE = 9.0  # points
+# Legend layout, in pixels: the swatch, the gap from swatch to label, the space after each column's widest
+# label, the margin left of the first column (and, split in two, above and below the rows), the height a row
+# adds to its tallest content.
+LEGEND_SWATCH = (18, 30)  # (height, width)
+LEGEND_GAP = 8
+LEGEND_COLUMN_SPACING = 16
+LEGEND_MARGIN = 10
+LEGEND_ROW_SPACING = 10
 
 
 def checkerboard(height: int, width: int, cell: int = CHECKER_CELL,
@@ -179,33 +191,66 @@ def _figure_to_rgb(figure) -> np.ndarray:
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
+def _text_widths_and_height(texts: Sequence[str], size: float, dpi: float) -> tuple[list[float], float]:
+    """Each text's width and the tallest's height (with descent), in pixels, as Agg draws them in the current
+    matplotlib font: measured by the renderer itself, so any font, size or script fits."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.font_manager import FontProperties
+
+    renderer = FigureCanvasAgg(Figure(dpi=dpi)).get_renderer()
+    font = FontProperties(size=size)
+    sizes = [renderer.get_text_width_height_descent(text, font, ismath=False) for text in texts]
+    return [width for width, _, _ in sizes], max((height for _, height, _ in sizes), default=0.0)
+
+
 def legend_image(class_names: Sequence[str], palette: np.ndarray | Sequence[Sequence[int]],
                  ignore_label: str = "ignored (255): no pseudo label", columns: int = 4) -> np.ndarray:
-    """(H, W, 3) uint8 legend: a swatch per class, plus the checkerboard swatch for ignored pixels."""
+    """(H, W, 3) uint8 legend on white: a swatch per class, plus the checkerboard swatch for ignored pixels.
+
+    The entries fill rows of ``columns``, left to right. Each column is as wide as its widest label as the
+    current matplotlib font renders it (measured), plus spacing, so every label shows whole (none is cut at the
+    image's edge or runs into the next column), whatever the font and the names.
+    """
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
+    if columns < 1:
+        raise ValueError(f"columns must be >= 1, got {columns}")
     colors = _class_colors(palette)[: len(class_names)] / 255.0
-    entries = len(class_names) + 1
-    rows = -(-entries // columns)
-    figure = Figure(figsize=(2.4 * columns, 0.32 * rows + 0.2), dpi=100)
-    axes = figure.add_axes((0, 0, 1, 1))
-    axes.set_xlim(0, columns)
-    axes.set_ylim(rows, 0)
+    texts = [*class_names, ignore_label]
+    widths, text_height = _text_widths_and_height(texts, LEGEND_FONT_SIZE, LEGEND_DPI)
+    columns = min(columns, len(texts))
+    rows = -(-len(texts) // columns)
+    swatch_height, swatch_width = LEGEND_SWATCH
+    column_widths = [swatch_width + LEGEND_GAP + max(widths[c::columns]) + LEGEND_COLUMN_SPACING
+                     for c in range(columns)]
+    lefts = list(accumulate(column_widths[:-1], initial=LEGEND_MARGIN))
+    row_height = max(swatch_height, text_height) + LEGEND_ROW_SPACING
+    width = math.ceil(lefts[-1] + column_widths[-1])
+    height = math.ceil(rows * row_height + LEGEND_MARGIN)
+    # Agg truncates the figure's size to whole pixels: half a pixel more keeps it from losing one.
+    figure = Figure(figsize=((width + 0.5) / LEGEND_DPI, (height + 0.5) / LEGEND_DPI), dpi=LEGEND_DPI)
+    axes = figure.add_axes((0, 0, 1, 1))  # one data unit = one pixel, y downwards
     axes.axis("off")
-    for k in range(entries):
-        x, y = k % columns, k // columns
+    for k, text in enumerate(texts):
+        x = lefts[k % columns]
+        middle = LEGEND_MARGIN / 2 + (k // columns + 0.5) * row_height
+        top = middle - swatch_height / 2
         if k < len(class_names):
-            axes.add_patch(Rectangle((x + 0.04, y + 0.2), 0.16, 0.6, facecolor=colors[k], edgecolor="black",
-                                     linewidth=0.5))
-            text = class_names[k]
+            axes.add_patch(Rectangle((x, top), swatch_width, swatch_height, facecolor=colors[k],
+                                     edgecolor="black", linewidth=0.5))
         else:
-            board = checkerboard(12, 20, cell=4) / 255.0
-            axes.imshow(board, extent=(x + 0.04, x + 0.20, y + 0.8, y + 0.2), interpolation="nearest")
-            axes.add_patch(Rectangle((x + 0.04, y + 0.2), 0.16, 0.6, fill=False, edgecolor="black",
+            board = checkerboard(swatch_height, swatch_width, cell=6) / 255.0
+            axes.imshow(board, extent=(x, x + swatch_width, top + swatch_height, top), interpolation="nearest")
+            axes.add_patch(Rectangle((x, top), swatch_width, swatch_height, fill=False, edgecolor="black",
                                      linewidth=0.5))
-            text = ignore_label
-        axes.text(x + 0.25, y + 0.5, text, va="center", fontsize=9)
+        # parse_math=False: a "$" in a name is text, as measured, not the start of a formula.
+        axes.text(x + swatch_width + LEGEND_GAP, middle, text, va="center", fontsize=LEGEND_FONT_SIZE,
+                  parse_math=False)
+    # After imshow, which may set the limits to its extent and the aspect to equal.
+    axes.set_xlim(0, width + 0.5)
+    axes.set_ylim(height + 0.5, 0)
     axes.set_aspect("auto")
     return _figure_to_rgb(figure)
 

@@ -24,6 +24,7 @@ PANELS: tuple[tuple[str, str], ...] = (
     ("confidence", "confidence"),
     ("truth", "ground truth"),
 )
+PANEL_WIDTH = 256  # CSS pixels: the most a gallery panel is shown at; narrower windows shrink it
 
 # Per-class table: (key in the stats' per_class entry, heading, how to show the value).
 CLASS_COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -57,8 +58,18 @@ h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
 table { border-collapse: collapse; }
 th, td { border: 1px solid #ccc; padding: 3px 7px; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
-table.gallery td { vertical-align: top; }
-table.gallery img { width: 256px; height: auto; display: block; image-rendering: pixelated; }
+/* The gallery is a grid, not a table: its panel columns (see _gallery) share what the window leaves beside
+   the id column, so the panels shrink with the window, keeping their aspect, instead of the page scrolling
+   sideways; how far images in a table's cells shrink differs between browsers. The gap shows the grey
+   background as the cells' borders. */
+.gallery { display: grid; width: fit-content; max-width: 100%; box-sizing: border-box; gap: 1px;
+           background: #ccc; border: 1px solid #ccc; }
+.gallery > div { background: #fff; padding: 3px 7px; }  /* 14 px across, as _gallery counts */
+.gallery > .head { font-weight: bold; text-align: center; }
+.gallery > .id { white-space: nowrap; }  /* "kept 11.6 %" stays whole */
+.gallery img { display: block; width: 100%; height: auto; image-rendering: pixelated; }
+/* Legend, colour bar, plot: natural size, scaled down only in a window narrower than they are. */
+img { max-width: 100%; height: auto; }
 .swatch { display: inline-block; width: 1em; height: 1em; border: 1px solid #555; vertical-align: middle; }
 .note { color: #a04000; }
 .muted { color: #777; }
@@ -113,22 +124,29 @@ def _link(path: str) -> str:
 
 def _image_cell(path: str | None, alt: str) -> str:
     if path is None:
-        return '<td class="muted">not available</td>'
+        return '<div class="muted">not available</div>'
     url = _link(path)
-    return f'<td><a href="{url}"><img src="{url}" alt="{html.escape(alt)}"></a></td>'
+    return f'<div><a href="{url}"><img src="{url}" alt="{html.escape(alt)}"></a></div>'
 
 
 def _gallery(rows: Sequence[GalleryRow]) -> str:
-    heads = "".join(f"<th>{html.escape(title)}</th>" for _, title in PANELS)
-    lines = [f'<table class="gallery"><tr><th>image id</th>{heads}</tr>']
+    """The gallery grid (see STYLE): a heading row, then per image its id and facts and one cell per PANELS
+    entry, in order; each panel links to its PNG at full size.
+
+    The id column is as wide as its content; each panel column takes an equal share of the rest, from 0 up
+    to PANEL_WIDTH plus the cell's padding.
+    """
+    columns = f"max-content repeat({len(PANELS)}, minmax(0, calc({PANEL_WIDTH}px + 14px)))"
+    heads = "".join(f'<div class="head">{html.escape(title)}</div>' for _, title in PANELS)
+    lines = [f'<div class="gallery" style="grid-template-columns: {columns}"><div class="head">image id</div>{heads}']
     for row in rows:
         facts = f"kept {_format(row.kept_share, 'percent')}"
         if row.accuracy is not None:
             facts += f"<br>accuracy {_format(row.accuracy, 'percent')}"
         cells = "".join(_image_cell(row.panels.get(key), f"{row.image_id}: {title}") for key, title in PANELS)
-        lines.append(f"<tr><td><code>{html.escape(row.image_id)}</code><br><span class=muted>{facts}</span></td>"
-                     f"{cells}</tr>")
-    lines.append("</table>")
+        lines.append(f'<div class="id"><code>{html.escape(row.image_id)}</code><br><span class=muted>{facts}</span>'
+                     f"</div>{cells}")
+    lines.append("</div>")
     return "\n".join(lines)
 
 

@@ -65,7 +65,8 @@ def _run_child(args: dict, queue: multiprocessing.Queue) -> None:
     from pipeline_lib.pseudo_label.run import run_pseudo_labeling
 
     start, cpu_start = time.perf_counter(), os.times()
-    stats = run_pseudo_labeling(Path(args["store"]), Path(args["out"]), Path(args["stats"]), Path(args["plot"]),
+    stats = run_pseudo_labeling(Path(args["store"]), Path(args["out"]), Path(args["stats"]),
+                                Path(args["stats"]).with_name("metrics.json"), Path(args["plot"]),
                                 np.asarray(args["shares"]), args["method"], args["ratio"], seed=0,
                                 workers=args["workers"])
     wall, cpu_end = time.perf_counter() - start, os.times()

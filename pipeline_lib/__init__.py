@@ -4,12 +4,11 @@ Pipeline step (dvc.yaml stage, `dars` command) → the package that does it:
 
 - prepare → ``data`` (the prepared-dataset format; ``data.synthetic`` renders the embedded dataset)
 - train (train_r0, train@rK) → ``train`` (with ``models``)
-- evaluate (evaluate_r0, evaluate@rK) → ``predict`` (inference, evaluation, metrics)
+- evaluate (evaluate_r0, evaluate@rK) → ``evaluation`` (the loop, the metrics), with ``predict.inference``
 - infer@rK → ``predict.logits``, into ``stores.logits_store``
 - pseudo_label@rK → ``pseudo_label``, into ``stores.pseudo_label_store``
-- ``dars inspect`` → ``inspection``; ``dars ablation`` → ``ablation``
+- ``dars predict`` → ``predict.segment``; ``dars inspect`` → ``inspection``; ``dars compare`` →
+  ``comparison``; ``dars ablation`` → ``ablation``
 
 Every stage reads params.yaml through ``settings`` and writes under the paths of ``layout``.
 """
-
-__version__ = "0.1.0"

@@ -3,18 +3,17 @@
 Each variant is a pseudo-labelling method with or without temperature scaling ("cbst+ts"), or the
 labelled-only control ("supervised": every round's iterations without pseudo labels, which tells the pseudo
 labels' gain from that of training longer); each runs as a DVC experiment named ``<variant>[-ts]-s<seed>``.
-The table reads the experiments' metrics files: the first round (k = 1) and the last round (iterative
-training), against the supervised baseline (round r0).
+The table reads the experiments' evaluation files (:mod:`pipeline_lib.comparison`): the first round (k = 1)
+and the last round (iterative training), against the supervised baseline (round r0).
 """
 
 from __future__ import annotations
 
-import math
+import os
 from dataclasses import dataclass
-from pathlib import Path
 
+from pipeline_lib.comparison import format_table, read_runs
 from pipeline_lib.errors import UserError
-from pipeline_lib.layout import RoundPaths
 from pipeline_lib.settings import BASELINE_ROUND, METHODS
 
 PAPER_VARIANTS = ("st", "st+ts", "cbst", "cbst+ts", "da+ts", "dars")
@@ -54,48 +53,6 @@ class Variant:
                 "-S", f"pseudo_label.temperature_scaling={str(self.temperature_scaling).lower()}", *seeds]
 
 
-def metric_columns(record: dict, metrics_file: str) -> dict:
-    """The metrics of one ``metrics_file`` from a flat ``dvc.api.exp_show`` record."""
-    prefix = f"{metrics_file}:"
-    return {key[len(prefix):]: value for key, value in record.items() if key.startswith(prefix)}
-
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    mean = sum(values) / len(values)
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-    return mean, std
-
-
-def _cell(values: list[float | None], scale: float = 100.0) -> str:
-    present = [v * scale for v in values if isinstance(v, (int, float))]
-    if not present:
-        return "–"
-    mean, std = _mean_std(present)
-    return f"{mean:.1f}" if len(present) == 1 else f"{mean:.1f}±{std:.1f}"
-
-
-def format_table(title: str, rows: list[tuple[str, list[dict]]], class_names: list[str],
-                 baseline: list[dict]) -> str:
-    """A markdown table in the shape of the paper's Table 4.
-
-    ``rows`` pairs a label with one metrics dict per seed (keys ``iou.<class>``, ``tail_miou``, ``miou``);
-    ``baseline`` holds the supervised model's metrics per seed, for the gain column.
-    """
-    header = ["method", *class_names, "tail mIoU", "mIoU", "gain"]
-    lines = [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    base_miou = [m.get("miou") for m in baseline if m.get("miou") is not None]
-    base_mean = _mean_std([v * 100 for v in base_miou])[0] if base_miou else None
-    for label, runs in [("supervised baseline", baseline), *rows]:
-        mious = [m.get("miou") for m in runs if m.get("miou") is not None]
-        gain = "–"
-        if mious and base_mean is not None and label != "supervised baseline":
-            gain = f"{_mean_std([v * 100 for v in mious])[0] - base_mean:+.1f}"
-        cells = [_cell([m.get(f"iou.{name}") for m in runs]) for name in class_names]
-        lines.append("| " + " | ".join([label, *cells, _cell([m.get("tail_miou") for m in runs]),
-                                         _cell(mious), gain]) + " |")
-    return "\n".join(lines) + "\n"
-
-
 def parse_variants(text: str) -> list[Variant]:
     return [Variant.parse(v) for v in text.split(",") if v.strip()]
 
@@ -112,35 +69,42 @@ def parse_seeds(text: str) -> list[int]:
 COMMITS_SEARCHED = 20
 
 
-def experiment_records() -> dict[str, dict]:
-    """Every DVC experiment of the last COMMITS_SEARCHED commits, by name, as ``dvc.api.exp_show`` flat records."""
+def experiment_names(commits: int = COMMITS_SEARCHED) -> list[str]:
+    """The names of the DVC experiments of the last ``commits`` commits (newest first)."""
     import dvc.api
 
-    return {r["Experiment"]: r for r in dvc.api.exp_show(num=COMMITS_SEARCHED) if r.get("Experiment")}
+    return [r["Experiment"] for r in dvc.api.exp_show(num=commits) if r.get("Experiment")]
 
 
-def ablation_table(records: dict[str, dict], variants: list[Variant], seeds: list[int], rounds: list[str],
-                   class_names: list[str], outputs: Path = Path("outputs")) -> str:
-    """The Table-4 markdown of the finished experiments: round ``rounds[0]`` (k = 1) and, with more rounds, the
-    last one (iterative training), each against the supervised baseline; unfinished experiments are listed."""
-    missing = [v.experiment_name(s) for v in variants for s in seeds if v.experiment_name(s) not in records]
-    if len(missing) == len(variants) * len(seeds):
+def ablation_table(existing: set[str], variants: list[Variant], seeds: list[int], rounds: list[str],
+                   class_names: list[str], repo_root: str | os.PathLike = ".",
+                   outputs: str | os.PathLike = "outputs") -> str:
+    """The Table-4 markdown of the finished experiments (``existing`` names them): round ``rounds[0]`` (k = 1)
+    and, with more rounds, the last one (iterative training), each below the supervised baseline (round r0,
+    one per seed); unfinished experiments are listed."""
+    names = [v.experiment_name(s) for v in variants for s in seeds]
+    missing = [name for name in names if name not in existing]
+    if len(missing) == len(names):
         raise UserError(f"no finished experiment of this grid; missing {', '.join(missing[:6])}… — run "
                         "`dars ablation run` (or `dars ablation queue` then `dvc exp run --run-all`)")
+    shown = list(dict.fromkeys([rounds[0], rounds[-1]]))
+    runs = {run.name: run for run in read_runs([n for n in names if n in existing], [BASELINE_ROUND, *shown],
+                                               repo_root, outputs)}
 
-    def metrics_file(round_name: str) -> str:
-        return RoundPaths.of(outputs, round_name).metrics.as_posix()
+    def evaluations(variant: Variant, round_name: str) -> list[dict | None]:
+        return [runs[name].evaluation[round_name] for s in seeds if (name := variant.experiment_name(s)) in runs]
 
-    def metrics_of(variant: Variant, round_name: str) -> list[dict]:
-        return [metric_columns(records[name], metrics_file(round_name)) for s in seeds
-                if (name := variant.experiment_name(s)) in records]
-
-    baseline = [metric_columns(records[name], metrics_file(BASELINE_ROUND)) for s in seeds for v in variants
-                if (name := v.experiment_name(s)) in records][:len(seeds)]
+    # Round r0 does not depend on the variant: one per seed, from the first finished variant of that seed.
+    baseline = []
+    for seed in seeds:
+        finished = [v.experiment_name(seed) for v in variants if v.experiment_name(seed) in runs]
+        if finished:
+            baseline.append(runs[finished[0]].evaluation[BASELINE_ROUND])
     sections = [(f"k = 1 (round {rounds[0]}), val mIoU ×100", rounds[0])]
     if len(rounds) > 1:
         sections.append((f"iterative training (round {rounds[-1]}), val mIoU ×100", rounds[-1]))
-    text = "\n".join(format_table(title, [(v.label, metrics_of(v, r)) for v in variants], class_names, baseline)
+    text = "\n".join(format_table(title, [("supervised baseline", baseline),
+                                          *((v.label, evaluations(v, r)) for v in variants)], class_names)
                      for title, r in sections)
     if missing:
         text += f"\nNot finished: {', '.join(missing)}\n"

@@ -7,9 +7,11 @@ import typer
 from . import reports_user_errors
 from .ablation import app as ablation_app
 from .check import check
+from .compare import compare
 from .evaluate import evaluate
 from .infer import infer
 from .inspect import inspect
+from .predict import predict
 from .prepare import prepare
 from .pseudo_label import pseudo_label
 from .train import train
@@ -27,7 +29,8 @@ app = typer.Typer(
 
 for name, command in (("check", check), ("prepare", prepare), ("train", train), ("evaluate", evaluate),
                       ("infer", infer),
-                      ("pseudo-label", pseudo_label), ("inspect", inspect)):
+                      ("pseudo-label", pseudo_label), ("inspect", inspect), ("compare", compare),
+                      ("predict", predict)):
     app.command(name)(reports_user_errors(command))
 
 

@@ -1,4 +1,5 @@
-"""evaluate: mIoU, per-class IoU, pixel accuracy and tail/head mIoU of a round's model on the val split."""
+"""evaluate: mIoU, per-class IoU and accuracy, pixel accuracy and tail/head mIoU of a round's model on the val
+split, printed as a class | IoU | Acc table."""
 
 from __future__ import annotations
 
@@ -15,20 +16,20 @@ def evaluate(
     prepared: Path = typer.Option(Path("data/prepared"), help="Prepared-dataset directory."),
     outputs: Path = typer.Option(Path("outputs"), help="Root of the per-round output directories."),
 ) -> None:
-    """Evaluate outputs/<round>/model.pt on the val split; write metrics.json and per_class_iou.csv."""
+    """Evaluate outputs/<round>/model.pt on the val split; print the per-class table; write metrics.json (the
+    summary), evaluation.json (per class too) and per_class_iou.csv."""
     from pipeline_lib.settings import EvaluateSettings, InferenceSettings, Params, check_round
 
     p = Params.load(params)
     check_round(p, round_name)
     evaluate_settings, inference = EvaluateSettings.from_params(p), InferenceSettings.from_params(p)
 
-    from pipeline_lib.predict.evaluation import evaluate_round
+    from pipeline_lib.evaluation.metrics import class_table
+    from pipeline_lib.evaluation.round import evaluate_round
 
     metrics = evaluate_round(round_name, evaluate_settings, inference, prepared, outputs)
-    summary = "  ".join(f"{label} {metrics[key]:.4f}" for key, label in
-                        (("miou", "mIoU"), ("tail_miou", "tail mIoU"), ("head_miou", "head mIoU"))
-                        if metrics[key] is not None)
-    typer.echo(f"{round_name}: {summary} → {outputs / round_name / 'metrics.json'}")
+    typer.echo(f"{round_name}, {metrics['images']} val images (×100):\n{class_table(metrics)}"
+               f"→ {outputs / round_name / 'metrics.json'}, evaluation.json")
 
 
 if __name__ == "__main__":

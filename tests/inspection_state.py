@@ -39,6 +39,7 @@ class _RoundFiles(NamedTuple):
     logits: Path
     pseudo_labels: Path
     pseudo_label_stats: Path
+    pseudo_label_metrics: Path
     class_distribution_plot: Path
 
 
@@ -109,7 +110,8 @@ def build_state(root: Path, variant: int = 0, method: str = "dars", driver: bool
     # outputs/r1/... by hand: pipeline_lib.config would import torch (seconds) into the DVC stage of the tests.
     round_dir = root / "outputs" / "r1"
     paths = _RoundFiles(round_dir / "logits.zarr", round_dir / "pseudo_labels.zarr",
-                        round_dir / "pseudo_label_stats.json", round_dir / "class_distribution.csv")
+                        round_dir / "pseudo_label_stats.json", round_dir / "pseudo_label_metrics.json",
+                        round_dir / "class_distribution.csv")
     noise = np.random.default_rng(100 + variant)
     logit_size = (SIZE[0] // 2, SIZE[1] // 2)
 
@@ -144,8 +146,9 @@ def build_state(root: Path, variant: int = 0, method: str = "dars", driver: bool
     def ground_truth(image_id: str) -> np.ndarray | None:
         return None if gt_paths[image_id] is None else truths[image_id]
 
-    run_pseudo_labeling(paths.logits, paths.pseudo_labels, paths.pseudo_label_stats, paths.class_distribution_plot,
-                        labeled_shares=load_class_distribution(prepared), method=method, labeling_ratio=0.5,
+    run_pseudo_labeling(paths.logits, paths.pseudo_labels, paths.pseudo_label_stats, paths.pseudo_label_metrics,
+                        paths.class_distribution_plot, labeled_distribution=load_class_distribution(prepared),
+                        method=method, labeling_ratio=0.5,
                         seed=0, temperature=1.0, ground_truth=ground_truth, workers=1)
 
 

@@ -56,6 +56,8 @@ def make_project(root: Path, params_changes: dict | None = None) -> Path:
     run(["git", "init", "-q", "-b", "main"], root)
     run([sys.executable, "-m", "dvc", "init", "-q"], root)
     run([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], root)
+    shutil.copytree(REPO / ".dvc" / "plots", root / ".dvc" / "plots")  # the plot templates dvc.yaml names
+    shutil.copy(REPO / ".dvcignore", root / ".dvcignore")
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-qm", "tiny pipeline"], root)
     return root

@@ -6,7 +6,9 @@ import re
 
 import pytest
 
-from pipeline_lib.ablation import CONTROL, PAPER_VARIANTS, Variant, format_table, metric_columns
+import pipeline_lib.ablation as ablation
+from pipeline_lib.ablation import CONTROL, PAPER_VARIANTS, Variant, ablation_table
+from pipeline_lib.comparison import RunResults
 from pipeline_lib.errors import UserError
 
 
@@ -37,25 +39,37 @@ def test_control_trains_the_rounds_without_pseudo_labels():
     assert "labelled only" in control.label
 
 
-def test_metric_columns_take_one_file():
-    record = {"Experiment": "st-s0", "outputs/r1/metrics.json:miou": 0.3,
-              "outputs/r1/metrics.json:iou.road": 0.9, "outputs/r0/metrics.json:miou": 0.2}
-    assert metric_columns(record, "outputs/r1/metrics.json") == {"miou": 0.3, "iou.road": 0.9}
+def _evaluation(miou, tail, **iou):
+    return {"miou": miou, "tail_miou": tail, "iou": iou}
 
 
-def test_table_reports_mean_std_over_seeds_and_gain_over_the_baseline():
-    baseline = [{"miou": 0.20, "tail_miou": 0.05, "iou.road": 0.8, "iou.bus": 0.0},
-                {"miou": 0.22, "tail_miou": 0.07, "iou.road": 0.8, "iou.bus": 0.02}]
-    dars = [{"miou": 0.25, "tail_miou": 0.10, "iou.road": 0.9, "iou.bus": 0.1},
-            {"miou": 0.27, "tail_miou": 0.12, "iou.road": 0.9}]  # seed 1 misses bus: the cell uses seed 0
-    text = format_table("k = 1", [("DARS", dars)], ["road", "bus"], baseline)
+def test_table_takes_one_baseline_per_seed_and_lists_unfinished(monkeypatch):
+    runs = {
+        "st-s0": RunResults("st-s0", {"r0": _evaluation(0.20, 0.05, road=0.8), "r1": _evaluation(0.22, 0.06, road=0.8),
+                                      "r2": _evaluation(0.23, 0.06, road=0.8)}),
+        "dars-s0": RunResults("dars-s0", {"r0": _evaluation(0.20, 0.05, road=0.8),
+                                          "r1": _evaluation(0.25, 0.10, road=0.9),
+                                          "r2": _evaluation(0.27, 0.12, road=0.9)}),
+        "dars-s1": RunResults("dars-s1", {"r0": _evaluation(0.24, 0.07, road=0.8),
+                                          "r1": _evaluation(0.27, 0.12, road=0.9),
+                                          "r2": _evaluation(0.29, 0.14, road=0.9)}),
+    }
+    asked = []
+    monkeypatch.setattr(ablation, "read_runs", lambda names, rounds, *_: asked.append((names, rounds))
+                        or [runs[n] for n in names])
+    text = ablation_table(set(runs), [Variant("st", False), Variant("dars", False)], [0, 1], ["r1", "r2"],
+                          ["road"])
+    assert asked == [(["st-s0", "dars-s0", "dars-s1"], ["r0", "r1", "r2"])]
     lines = text.splitlines()
-    assert lines[0] == "**k = 1**"
-    assert lines[2] == "| method | road | bus | tail mIoU | mIoU | gain |"
-    assert lines[4] == "| supervised baseline | 80.0±0.0 | 1.0±1.4 | 6.0±1.4 | 21.0±1.4 | – |"
-    assert lines[5] == "| DARS | 90.0±0.0 | 10.0 | 11.0±1.4 | 26.0±1.4 | +5.0 |"
+    assert lines[0] == "**k = 1 (round r1), val mIoU ×100**"
+    # r0 once per seed (seed 0 from st-s0, seed 1 from dars-s1), not once per experiment.
+    assert lines[4] == "| supervised baseline | 80.0±0.0 | 6.0±1.4 | 22.0±2.8 | – |"
+    assert lines[5] == "| ST | 80.0 | 6.0 | 22.0 | +0.0 |"
+    assert lines[6] == "| DARS | 90.0±0.0 | 11.0±1.4 | 26.0±1.4 | +4.0 |"
+    assert "**iterative training (round r2), val mIoU ×100**" in lines
+    assert lines[-1] == "Not finished: st-s1"
 
 
-def test_table_marks_missing_values():
-    text = format_table("k = 1", [("ST", [])], ["road"], [])
-    assert text.splitlines()[-1] == "| ST | – | – | – | – |"
+def test_table_refuses_a_grid_with_nothing_finished():
+    with pytest.raises(UserError, match="no finished experiment of this grid; missing st-s0"):
+        ablation_table(set(), [Variant("st", False)], [0], ["r1"], ["road"])

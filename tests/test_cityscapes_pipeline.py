@@ -62,7 +62,8 @@ def test_every_stage_writes_its_outputs(project):
     for round_name in ("r0", "r1"):
         metrics = json.loads((project / "outputs" / round_name / "metrics.json").read_text())
         assert 0.0 <= metrics["miou"] <= 1.0
-        assert set(metrics["iou"]) == set(CITYSCAPES.names)
+        evaluation = json.loads((project / "outputs" / round_name / "evaluation.json").read_text())
+        assert set(evaluation["iou"]) == set(CITYSCAPES.names) and evaluation["miou"] == metrics["miou"]
         assert (project / "outputs" / round_name / "model.pt").is_file()
     stats = json.loads((project / "outputs" / "r1" / "pseudo_label_stats.json").read_text())
     assert stats["method"] == "dars"

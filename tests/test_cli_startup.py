@@ -13,7 +13,8 @@ import yaml
 from pipeline_project import REPO
 
 HEAVY = ("torch", "torchvision", "zarr", "dvc", "dvclive")
-SUBCOMMANDS = ("prepare", "train", "evaluate", "infer", "pseudo-label", "inspect", "ablation", "ablation table")
+SUBCOMMANDS = ("prepare", "train", "evaluate", "infer", "pseudo-label", "inspect", "predict", "ablation",
+               "ablation table")
 
 
 def heavy_modules_loaded(args: list[str], cwd) -> tuple[list[str], str]:
@@ -36,12 +37,13 @@ def test_help_and_models_import_nothing_heavy(args, tmp_path):
 @pytest.mark.parametrize("args", [
     ["prepare"], ["train", "--round", "r0"], ["train", "--round", "r1"], ["evaluate", "--round", "r0"],
     ["infer", "--round", "r1"], ["pseudo-label", "--round", "r1"],
+    ["predict", "images", "--out", "labels", "--round", "r1"],
 ])
 def test_parameter_errors_import_nothing_heavy(args, tmp_path):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"]["root"] = str(REPO / params["data"]["root"])
     params["train"]["base_lr"] = -1  # read by train
-    params["inference"]["mode"] = "tiles"  # read by evaluate and infer
+    params["inference"]["mode"] = "tiles"  # read by evaluate, infer and predict
     params["pseudo_label"]["method"] = "magic"  # read by pseudo-label
     params["data"]["labeled_fraction"] = 2  # read by prepare
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))

@@ -16,10 +16,9 @@ import yaml
 from fixtures import make_cityscapes_fixture, make_voc_fixture
 from pipeline_lib.data.prepared import read_split
 from pipeline_lib.data.splits import labeled_size
-from pipeline_lib.data.transforms import scale_range
+from pipeline_lib.evaluation.metrics import tail_classes_from_shares
 from pipeline_lib.models.build import ARCHITECTURES, build_model
 from pipeline_lib.predict.inference import resolve_sliding
-from pipeline_lib.predict.metrics import tail_classes_from_shares
 from pipeline_lib.pseudo_label.rules import METHODS
 from pipeline_lib.settings import (
     BASELINE_ROUND,
@@ -31,6 +30,7 @@ from pipeline_lib.settings import (
     positive,
     round_schedule,
 )
+from pipeline_lib.train.augmentation import scale_range
 from pipeline_project import REPO
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
@@ -161,3 +161,5 @@ def test_voc_set_holds_the_authors_values():
     assert config.iterations == 50 * ((10582 - 1464) // 8)
     assert scale_range(config.labeled_aug_strength) == scale_range(config.pseudo_aug_strength) == (0.5, 1.5)
     assert InferenceSettings.from_params(p) == InferenceSettings("sliding", 321, None, True)
+    # The authors' gen_pseudo_label configs for VOC 1,464: α = 0.4 in round 1, 0.5 in round 2.
+    assert [p.get(f"rounds.{r}.labeling_ratio", float) for r in ("r1", "r2")] == [0.4, 0.5]

@@ -9,7 +9,7 @@ from torch import nn
 from pipeline_lib.data.classes import ClassSet
 from pipeline_lib.data.prepared import Sample, load_spec, read_split, write_prepared
 from pipeline_lib.errors import UserError
-from pipeline_lib.predict.evaluation import evaluate
+from pipeline_lib.evaluation.loop import evaluate
 
 CLASSES = ClassSet(("dark", "bright"), ((0, 0, 0), (255, 255, 255)))
 CPU = torch.device("cpu")

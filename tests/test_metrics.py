@@ -8,7 +8,13 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from pipeline_lib.errors import UserError
-from pipeline_lib.predict.metrics import confusion_matrix, segmentation_metrics, tail_classes_from_shares
+from pipeline_lib.evaluation.metrics import (
+    class_table,
+    confusion_matrix,
+    segmentation_metrics,
+    summary_metrics,
+    tail_classes_from_shares,
+)
 
 NAMES3 = ["road", "pole", "sign"]
 
@@ -131,3 +137,22 @@ def test_tail_errors_name_the_problem():
         tail_classes_from_shares(np.zeros(2), 1.5, None, names)
     with pytest.raises(UserError, match="3 values"):
         tail_classes_from_shares(np.zeros(3), 0.01, None, names)
+
+
+def test_summary_metrics_are_the_scalars_only():
+    confusion = np.array([[3, 1, 0], [0, 2, 0], [1, 0, 0]])
+    m = segmentation_metrics(confusion, ["road", "pole", "sign"], tail_classes=[1])
+    summary = summary_metrics(m)
+    assert list(summary) == ["miou", "tail_miou", "head_miou", "pixel_accuracy", "mean_class_accuracy"]
+    assert all(summary[key] == m[key] for key in summary)
+
+
+def test_class_table_rows_values_and_tail_marks():
+    confusion = np.array([[3, 1, 0], [0, 2, 0], [0, 0, 0]])  # 'sign' is neither true nor predicted
+    m = segmentation_metrics(confusion, ["road", "pole", "sign"], tail_classes=[1])
+    lines = class_table(m).splitlines()
+    assert lines[0].split("|")[1:4] == [" class  ", "    IoU ", "    Acc "]
+    rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:4]] for line in lines[2:5]}
+    assert rows == {"road": ["75.00", "75.00"], "pole *": ["66.67", "100.00"], "sign": ["–", "–"]}
+    assert lines[-1].startswith("mIoU 70.83  tail mIoU 66.67  head mIoU 75.00  pixel acc 83.33  mean acc 87.50")
+    assert lines[-1].endswith("(* = tail class, 1 of 3)")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
-from pipeline_project import dvc, make_project, set_param
+from pipeline_project import dvc, make_project, run, set_param
 
 pytestmark = pytest.mark.slow
 
@@ -38,6 +39,11 @@ def test_full_pipeline_writes_every_round(project):
 
 
 def test_rerun_is_cached(project):
+    assert dry_run_stages(project) == []
+    # Bytecode caches inside a directory dependency are not changes (.dvcignore).
+    cache = project / "pipeline_lib" / "models" / "__pycache__"
+    cache.mkdir(exist_ok=True)
+    (cache / "build.cpython-311.pyc").write_bytes(b"\0" * 16)
     assert dry_run_stages(project) == []
 
 
@@ -74,11 +80,41 @@ def test_seeded_rerun_gives_identical_pseudo_labels(project):
 
 
 def test_experiment_compare(project):
+    run(["git", "add", "-A"], project)  # the baseline's results as a commit, the experiment on top of it
+    run(["git", "commit", "-qm", "baseline results"], project)
     dvc(project, "exp", "run", "-S", "pseudo_label.method=st", "-n", "st-run")
     table = json.loads(dvc(project, "exp", "show", "--json").stdout)
     text = json.dumps(table)
     assert "st-run" in text
     assert text.count("tail_miou") >= 2
+    # The metrics files hold the summary only; per-class values are in evaluation.json / the stats.
+    header = dvc(project, "exp", "show", "--csv").stdout.splitlines()[0].split(",")
+    metrics = [column for column in header if ":" in column]  # "file:key"; the rest are params and deps
+    assert sorted({column.split(":")[0] for column in metrics}) == [
+        "outputs/r0/metrics.json", "outputs/r1/metrics.json", "outputs/r1/pseudo_label_metrics.json",
+        "outputs/r2/metrics.json", "outputs/r2/pseudo_label_metrics.json"]
+    assert len(metrics) == 3 * 5 + 2 * 3 and len(header) <= 120
+
+    report = run([sys.executable, "-m", "stages.cli", "compare", "HEAD", "st-run"], project).stdout
+    lines = report.splitlines()
+    for name, stats in (("HEAD", json.loads(run(["git", "show", "HEAD:outputs/r1/pseudo_label_metrics.json"],
+                                                 project).stdout)),
+                        ("st-run", json.loads((project / "outputs" / "r1" / "pseudo_label_metrics.json")
+                                              .read_text()))):  # the workspace holds the experiment's results
+        summary = next(line for line in lines if line.startswith(f"| {name} |")).split(" | ")
+        assert summary[5] == f"{100 * stats['fraction_labeled']:.1f}"
+    assert "**round r2, val IoU ×100**" in report and "**round r0, val IoU ×100**" in report
+    road = json.loads((project / "outputs" / "r2" / "evaluation.json").read_text())["iou"]["road"]
+    assert any(line.startswith(f"| st-run | {100 * road:.1f} |") for line in lines)
+
+    # The class-share plot: labelled and pseudo-label shares per class, for both revisions.
+    plots = json.loads(dvc(project, "plots", "diff", "HEAD", "st-run", "--json", "--targets",
+                           "outputs/r1/class_distribution.csv").stdout)
+    [spec] = plots["data"]["outputs/r1/class_distribution.csv"]
+    rows = spec["content"]["data"]["values"]
+    assert {(row["rev"], row["source"]) for row in rows} == {
+        (rev, source) for rev in ("HEAD", "st-run") for source in ("labelled", "pseudo labels")}
+    assert spec["content"]["encoding"]["yOffset"]["field"] == "series"  # the template of .dvc/plots/
 
 
 def changed_stages(root) -> set[str]:

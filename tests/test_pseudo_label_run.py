@@ -40,7 +40,8 @@ def store(tmp_path_factory) -> Path:
 
 def run(store: Path, out: Path, method="dars", ratio=0.3, seed=7, workers=2, temperature=1.0, ground_truth=None):
     out.mkdir(parents=True, exist_ok=True)
-    stats = run_pseudo_labeling(store, out / "labels.zarr", out / "stats.json", out / "classes.csv", SHARES,
+    stats = run_pseudo_labeling(store, out / "labels.zarr", out / "stats.json", out / "metrics.json",
+                                out / "classes.csv", SHARES,
                                 method, ratio, seed, temperature=temperature, ground_truth=ground_truth,
                                 workers=workers)
     return stats
@@ -105,14 +106,28 @@ def test_stats_are_consistent_with_the_label_store(store, tmp_path):
         assert per_class[c]["final_count"] <= per_class[c]["above_threshold"]
 
 
-def test_class_plot_is_ordered_by_labelled_share(store, tmp_path):
+def test_class_plot_is_long_format_ordered_by_labelled_share(store, tmp_path):
     run(store, tmp_path, method="da")
     rows = list(csv.DictReader((tmp_path / "classes.csv").open()))
-    assert [r["class"] for r in rows] == ["road", "car", "sky", "person"]
-    assert [float(r["labeled_share"]) for r in rows] == pytest.approx([0.5, 0.25, 0.2, 0.05])
+    assert list(rows[0]) == ["class", "source", "share"]
+    # Per class, most frequent labelled class first: its labelled share, then its pseudo-label share.
+    assert [(r["class"], r["source"]) for r in rows] == [
+        (name, source) for name in ["road", "car", "sky", "person"] for source in ("labelled", "pseudo labels")]
+    assert [float(r["share"]) for r in rows[0::2]] == pytest.approx([0.5, 0.25, 0.2, 0.05])
     stats = json.loads((tmp_path / "stats.json").read_text())
-    assert [float(r["pseudo_share"]) for r in rows] == pytest.approx(
-        [stats["per_class"][r["class"]]["pseudo_share"] for r in rows], rel=1e-5)
+    assert [float(r["share"]) for r in rows[1::2]] == pytest.approx(
+        [stats["per_class"][r["class"]]["pseudo_share"] for r in rows[1::2]], rel=1e-5)
+
+
+def test_metrics_file_is_the_stats_summary(store, tmp_path):
+    run(store, tmp_path / "without", method="dars")
+    run(store, tmp_path / "with", method="dars", ground_truth=_truth_from_prediction(store))
+    for out, keys in ((tmp_path / "without", ["fraction_labeled", "kl_divergence"]),
+                      (tmp_path / "with", ["fraction_labeled", "kl_divergence", "pseudo_label_accuracy"])):
+        stats = json.loads((out / "stats.json").read_text())
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert sorted(metrics) == sorted(keys)
+        assert metrics == {key: stats[key] for key in keys}
 
 
 def _truth_from_prediction(store: Path, wrong_class_for: set[str] = frozenset()):
@@ -178,8 +193,8 @@ def test_bad_inputs_are_refused(store, tmp_path):
     with pytest.raises(UserError, match="temperature"):
         run(store, tmp_path, temperature=0.0)
     with pytest.raises(UserError, match=r"shape \(3,\), the store has 4 classes"):
-        run_pseudo_labeling(store, tmp_path / "l", tmp_path / "s.json", tmp_path / "c.csv", SHARES[:3], "dars",
-                            0.2, 0)
+        run_pseudo_labeling(store, tmp_path / "l", tmp_path / "s.json", tmp_path / "m.json", tmp_path / "c.csv",
+                            SHARES[:3], "dars", 0.2, 0)
     with pytest.raises(UserError, match="not found"):
         run(tmp_path / "no_store", tmp_path)
     assert not (tmp_path / "labels.zarr").exists() and not (tmp_path / "stats.json").exists()

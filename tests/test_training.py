@@ -9,12 +9,12 @@ import yaml
 
 from pipeline_lib.data.prepared import load_spec, read_split
 from pipeline_lib.data.synthetic.dataset import prepare_synthetic
-from pipeline_lib.data.transforms import augment, scale_range
 from pipeline_lib.errors import UserError
 from pipeline_lib.models.build import build_model
 from pipeline_lib.models.checkpoint import load_checkpoint, save_checkpoint
 from pipeline_lib.settings import SyntheticSettings, TrainSettings
 from pipeline_lib.train import loop as training
+from pipeline_lib.train.augmentation import augment, scale_range
 from pipeline_lib.train.images import TrainingImages
 from pipeline_lib.train.loop import IterationBatches, segmentation_loss
 from pipeline_project import REPO, TINY_PARAMS, deep_update

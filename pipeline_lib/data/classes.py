@@ -83,6 +83,17 @@ def cityscapes_label_id_lut() -> np.ndarray:
     return lut
 
 
+def cityscapes_train_id_to_label_id_lut() -> np.ndarray:
+    """(256,) uint8 map from Cityscapes trainIds back to labelIds, the inverse of ``cityscapes_label_id_lut``
+    (each trainId 0..18 is one labelId's); 255 and every other value -> 0, "unlabeled", which the Cityscapes
+    evaluation ignores."""
+    forward = cityscapes_label_id_lut()
+    label_ids = np.flatnonzero(forward != IGNORE_INDEX)
+    lut = np.zeros(256, np.uint8)
+    lut[forward[label_ids]] = label_ids
+    return lut
+
+
 CITYSCAPES = _cityscapes()
 
 # Pascal VOC 2012: 21 classes with the standard bit-interleaved palette.

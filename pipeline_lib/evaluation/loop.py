@@ -1,34 +1,19 @@
-"""The evaluation loop: predict every labelled sample at label resolution and score the confusion matrix; and
-the evaluate step of a round, which writes the scores as DVC metrics and plots."""
+"""The evaluation loop: predict every labelled sample at label resolution and score the confusion matrix."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from pipeline_lib.atomic import write_json, write_text
 from pipeline_lib.data.classes import IGNORE_INDEX
-from pipeline_lib.data.prepared import (
-    DatasetSpec,
-    Sample,
-    load_class_distribution,
-    load_image,
-    load_label,
-    load_spec,
-    read_split,
-)
-from pipeline_lib.data.transforms import normalize_image
-from pipeline_lib.device import pick_device
+from pipeline_lib.data.prepared import DatasetSpec, Sample, load_image, load_label
 from pipeline_lib.errors import UserError
-from pipeline_lib.layout import RoundPaths
-from pipeline_lib.models.checkpoint import load_checkpoint
+from pipeline_lib.evaluation.metrics import confusion_matrix, segmentation_metrics
+from pipeline_lib.models.normalization import normalize_image
 from pipeline_lib.predict.inference import predict_labels
-from pipeline_lib.predict.metrics import confusion_matrix, segmentation_metrics, tail_classes_from_shares
 from pipeline_lib.progress import track
-from pipeline_lib.settings import EvaluateSettings, InferenceSettings
 
 
 def evaluate(model: torch.nn.Module, samples: list[Sample], spec: DatasetSpec, device: torch.device,
@@ -65,23 +50,3 @@ def evaluate(model: torch.nn.Module, samples: list[Sample], spec: DatasetSpec, d
     metrics = segmentation_metrics(confusion, list(classes.names), list(tail_classes))
     metrics["images"] = len(samples)
     return metrics, confusion
-
-
-def evaluate_round(round_name: str, evaluate_settings: EvaluateSettings, inference: InferenceSettings,
-                   prepared: Path, outputs: Path) -> dict:
-    """Evaluate ``outputs/<round>/model.pt`` on the val split; write its metrics.json (a DVC metrics file) and
-    per_class_iou.csv (a DVC plot). Returns the metrics."""
-    spec = load_spec(prepared)
-    names = list(spec.classes.names)
-    tail = tail_classes_from_shares(load_class_distribution(prepared), evaluate_settings.tail_share_threshold,
-                                    evaluate_settings.tail_classes, names)
-    paths = RoundPaths.of(outputs, round_name)
-    model, _ = load_checkpoint(paths.model, expect_classes=names)
-    device = pick_device()
-    metrics, _ = evaluate(model.to(device).eval(), read_split(prepared, "val", spec), spec, device,
-                          tail_classes=tail, **inference.as_kwargs())
-    write_json(paths.metrics, metrics)
-    iou = {name: "" if value is None else value for name, value in metrics["iou"].items()}
-    rows = ["class,iou,tail"] + [f"{name},{iou[name]},{int(i in tail)}" for i, name in enumerate(names)]
-    write_text(paths.per_class_iou, "\n".join(rows) + "\n")
-    return metrics

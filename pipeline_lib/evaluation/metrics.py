@@ -81,6 +81,39 @@ def segmentation_metrics(confusion: np.ndarray, class_names: Sequence[str],
     }
 
 
+# What people compare across experiments: the DVC metrics file holds these and nothing else, so that
+# `dvc exp show` stays readable (the per-class values would add two columns per class and round).
+SUMMARY_METRICS = ("miou", "tail_miou", "head_miou", "pixel_accuracy", "mean_class_accuracy")
+
+
+def summary_metrics(metrics: dict) -> dict:
+    """The :data:`SUMMARY_METRICS` of a :func:`segmentation_metrics` dict, in that order."""
+    return {key: metrics[key] for key in SUMMARY_METRICS}
+
+
+def _percent(value: float | None, width: int) -> str:
+    return f"{'–':>{width}}" if value is None else f"{100 * value:{width}.2f}"
+
+
+def class_table(metrics: dict) -> str:
+    """A :func:`segmentation_metrics` dict as a markdown table, class | IoU | Acc (×100, tail classes marked),
+    followed by one line of the summary metrics."""
+    names = list(metrics["iou"])
+    tail = set(metrics.get("tail_classes", ()))
+    width = max(len("class"), *(len(name) + 2 for name in names))
+    lines = [f"| {'class':<{width}} |    IoU |    Acc |", f"|{'-' * (width + 2)}|-------:|-------:|"]
+    for name in names:
+        label = f"{name} *" if name in tail else name
+        lines.append(f"| {label:<{width}} | {_percent(metrics['iou'][name], 6)} | "
+                     f"{_percent(metrics['class_accuracy'][name], 6)} |")
+    summary = [("mIoU", "miou"), ("tail mIoU", "tail_miou"), ("head mIoU", "head_miou"),
+               ("pixel acc", "pixel_accuracy"), ("mean acc", "mean_class_accuracy")]
+    lines.append("")
+    lines.append("  ".join(f"{label} {_percent(metrics[key], 0).strip()}" for label, key in summary)
+                 + (f"   (* = tail class, {len(tail)} of {len(names)})" if tail else ""))
+    return "\n".join(lines) + "\n"
+
+
 def tail_classes_from_shares(labeled_shares: np.ndarray, threshold: float | None,
                              explicit: Sequence[str | int] | None, class_names: Sequence[str]) -> list[int]:
     """The tail (rare) classes, as sorted class ids.

@@ -10,10 +10,10 @@ import torch
 
 from pipeline_lib.checksum import file_sha256
 from pipeline_lib.data.prepared import DatasetSpec, Sample, image_size, load_image, load_spec, read_split
-from pipeline_lib.data.transforms import normalize_image
 from pipeline_lib.distributed import DistributedRun
 from pipeline_lib.layout import RoundPaths
 from pipeline_lib.models.checkpoint import load_checkpoint
+from pipeline_lib.models.normalization import normalize_image
 from pipeline_lib.predict.inference import predict_logits
 from pipeline_lib.settings import InferenceSettings, RoundSchedule
 from pipeline_lib.stores.logits_store import write_logits_store

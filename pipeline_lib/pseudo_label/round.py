@@ -19,7 +19,8 @@ from pipeline_lib.stores.logits_store import LogitsStore
 
 def pseudo_label_round(round_name: str, teacher: str, settings: PseudoLabelSettings, prepared: Path, outputs: Path,
                        report: Callable[[str], None] = print) -> dict:
-    """Write ``outputs/<round>/pseudo_labels.zarr``, pseudo_label_stats.json and class_distribution.csv;
+    """Write ``outputs/<round>/pseudo_labels.zarr``, pseudo_label_stats.json, pseudo_label_metrics.json and
+    class_distribution.csv;
     returns the stats. The logits must be those of ``teacher``'s model.pt. ``report`` receives the fitted
     temperature."""
     spec = load_spec(prepared)
@@ -45,8 +46,8 @@ def pseudo_label_round(round_name: str, teacher: str, settings: PseudoLabelSetti
         return None if sample is None or sample.label is None else load_label(sample.label, spec)
 
     return run_pseudo_labeling(
-        paths.logits, paths.pseudo_labels, paths.pseudo_label_stats, paths.class_distribution_plot,
-        labeled_shares=load_class_distribution(prepared), method=settings.method,
+        paths.logits, paths.pseudo_labels, paths.pseudo_label_stats, paths.pseudo_label_metrics,
+        paths.class_distribution_plot, labeled_distribution=load_class_distribution(prepared), method=settings.method,
         labeling_ratio=settings.labeling_ratio, seed=settings.seed, temperature=temperature,
         ground_truth=ground_truth, workers=settings.workers, expect_classes=class_names,
         expect_image_ids=list(unlabeled), expect_checkpoint=teacher_sha256)

@@ -37,7 +37,13 @@ from pipeline_lib.pseudo_label.rules import (
     validate_labeling_ratio,
     validate_method,
 )
-from pipeline_lib.pseudo_label.statistics import PixelTally, class_share_csv, summarize, threshold_or_none
+from pipeline_lib.pseudo_label.statistics import (
+    PixelTally,
+    class_share_csv,
+    summarize,
+    summary_metrics,
+    threshold_or_none,
+)
 from pipeline_lib.stores.logits_store import LogitsStore
 from pipeline_lib.stores.pseudo_label_store import write_label_store
 from pipeline_lib.stores.sharded_stack import StoreLike
@@ -45,16 +51,19 @@ from pipeline_lib.stores.sharded_stack import StoreLike
 GroundTruth = Callable[[str], "np.ndarray | None"]
 
 
-def run_pseudo_labeling(logits_store: StoreLike, out_store: Path, stats_path: Path, class_plot_path: Path,
-                        labeled_shares: np.ndarray, method: str, labeling_ratio: float, seed: int,
+def run_pseudo_labeling(logits_store: StoreLike, out_store: Path, stats_path: Path, metrics_path: Path,
+                        class_plot_path: Path,
+                        labeled_distribution: np.ndarray, method: str, labeling_ratio: float, seed: int,
                         temperature: float = 1.0, ground_truth: GroundTruth | None = None, workers: int = 2,
                         expect_classes: Sequence[str] | None = None,
                         expect_image_ids: Sequence[str] | None = None,
                         expect_checkpoint: str | None = None) -> dict[str, Any]:
-    """Pseudo-label every image of ``logits_store``; write the label store, stats JSON and class-share CSV.
+    """Pseudo-label every image of ``logits_store``; write the label store, the stats JSON, its summary (the
+    metrics JSON) and the class-share CSV.
 
-    ``labeled_shares`` (C,) are the labelled split's class shares of its valid pixels. ``ground_truth(id)``,
-    when given, returns an image's true mask (or None) to measure pseudo-label accuracy. All three outputs
+    ``labeled_distribution`` (C,) is the labelled split's pixels per class (or their shares; integer counts make
+    DA's n_j exact, see ``rules.target_counts``). ``ground_truth(id)``,
+    when given, returns an image's true mask (or None) to measure pseudo-label accuracy. All four outputs
     appear together, only once everything succeeded. Returns the stats dict.
     """
     method = validate_method(method)
@@ -64,7 +73,7 @@ def run_pseudo_labeling(logits_store: StoreLike, out_store: Path, stats_path: Pa
         raise UserError(f"workers must be >= 1, got {workers}")
     store = LogitsStore.open(logits_store, expect_classes=expect_classes, expect_image_ids=expect_image_ids,
                              expect_checkpoint=expect_checkpoint)
-    shares = _check_shares(labeled_shares, store.class_names)
+    shares = _check_shares(labeled_distribution, store.class_names)
 
     with _thread_pool(workers) as pool:
         histogram = _count_confidences(store, pool, workers, temperature)
@@ -75,19 +84,20 @@ def run_pseudo_labeling(logits_store: StoreLike, out_store: Path, stats_path: Pa
                  "thresholds": [threshold_or_none(t) for t in thresholds.threshold],
                  "keep_probabilities": [float(p) for p in thresholds.keep_probability]}
         with atomic_path(out_store) as tmp_store, atomic_path(stats_path) as tmp_stats, \
-                atomic_path(class_plot_path) as tmp_plot:
+                atomic_path(metrics_path) as tmp_metrics, atomic_path(class_plot_path) as tmp_plot:
             labels = _draw_labels(store, pool, workers, temperature, thresholds, seed, ground_truth, tally)
             write_label_store(tmp_store, store.image_ids, store.label_sizes, store.class_names, labels, attrs,
                               images_per_shard=store.images_per_shard)
             stats = summarize(store.class_names, shares, thresholds, tally, method, labeling_ratio, temperature,
                               seed, images=len(store), total_pixels=histogram.total())
             tmp_stats.write_text(json.dumps(stats, indent=2) + "\n")
+            tmp_metrics.write_text(json.dumps(summary_metrics(stats), indent=2) + "\n")
             tmp_plot.write_text(class_share_csv(store.class_names, shares, tally.final_counts))
     return stats
 
 
-def _check_shares(labeled_shares: np.ndarray, class_names: Sequence[str]) -> np.ndarray:
-    shares = np.asarray(labeled_shares, np.float64)
+def _check_shares(labeled_distribution: np.ndarray, class_names: Sequence[str]) -> np.ndarray:
+    shares = np.asarray(labeled_distribution, np.float64)  # integer counts stay exact (< 2^53)
     if shares.shape != (len(class_names),):
         raise UserError(f"labelled class shares have shape {shares.shape}, the store has "
                         f"{len(class_names)} classes")

@@ -1,5 +1,6 @@
 """Statistics of a pseudo-labelling run: per-class integer tallies, KL(labelled ‖ pseudo), the stats
-document (a DVC metrics file) and the labelled-vs-pseudo class-share CSV (a DVC plot).
+document (per class too), its summary (the DVC metrics file) and the labelled-vs-pseudo class shares in long
+format (a DVC plot).
 """
 
 from __future__ import annotations
@@ -35,8 +36,6 @@ class PixelTally:
         return cls(zeros(), zeros(), zeros())
 
 
-
-
 def kl_divergence(labeled_shares: np.ndarray, pseudo_counts: np.ndarray, epsilon: float = KL_EPSILON) -> float:
     """KL(labelled || pseudo) in nats between the class distributions, ``epsilon`` added to both shares."""
     p, q = class_shares(labeled_shares), class_shares(pseudo_counts)
@@ -57,7 +56,7 @@ def _number(value: Any) -> int | float:
 def summarize(class_names: Sequence[str], labeled_shares: np.ndarray, thresholds: ClassThresholds, tally: PixelTally,
               method: str, labeling_ratio: float, temperature: float, seed: int,
               images: int, total_pixels: int) -> dict[str, Any]:
-    """The stats document (a DVC metrics file: flat scalars on top, one entry per class below)."""
+    """The stats document: flat scalars on top, one entry per class below."""
     final = tally.final_counts
     kept = int(final.sum())
     labeled, pseudo = class_shares(labeled_shares), class_shares(final)
@@ -95,13 +94,34 @@ def summarize(class_names: Sequence[str], labeled_shares: np.ndarray, thresholds
     return stats
 
 
+# The scalars of the stats document that people compare across experiments (see :func:`summary_metrics`);
+# the temperature is a setting's outcome, not a result: it stays in the stats document.
+SUMMARY_METRICS = ("fraction_labeled", "kl_divergence", "pseudo_label_accuracy")
+
+
+def summary_metrics(stats: dict[str, Any]) -> dict[str, Any]:
+    """The DVC metrics file of a run: :data:`SUMMARY_METRICS` of its stats document (accuracy only with
+    ground truth). The per-class entries stay in the stats document, out of `dvc exp show`'s columns."""
+    return {key: stats[key] for key in SUMMARY_METRICS if key in stats}
+
+
+# Names of the two sources in the class-share plot (the ``source`` column; the plot template colours by it).
+LABELED_SOURCE, PSEUDO_SOURCE = "labelled", "pseudo labels"
+
+
 def class_share_csv(class_names: Sequence[str], labeled_shares: np.ndarray, pseudo_counts: np.ndarray) -> str:
-    """DVC plots CSV ``class,labeled_share,pseudo_share``, most frequent labelled class first."""
+    """DVC plots CSV in long format, ``class,source,share``: per class its labelled share, then its
+    pseudo-label share, most frequent labelled class first.
+
+    One ``share`` column, so DVC's per-output plot (one ``y`` field) holds both sources, and ``dvc plots diff``
+    of two experiments shows each one's pseudo-label shares beside the labelled ones.
+    """
     labeled, pseudo = class_shares(labeled_shares), class_shares(pseudo_counts)
     order = sorted(range(len(class_names)), key=lambda j: (-labeled[j], j))
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["class", "labeled_share", "pseudo_share"])
+    writer.writerow(["class", "source", "share"])
     for j in order:
-        writer.writerow([class_names[j], f"{labeled[j]:.6g}", f"{pseudo[j]:.6g}"])
+        writer.writerow([class_names[j], LABELED_SOURCE, f"{labeled[j]:.6g}"])
+        writer.writerow([class_names[j], PSEUDO_SOURCE, f"{pseudo[j]:.6g}"])
     return out.getvalue()

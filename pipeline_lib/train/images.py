@@ -9,7 +9,8 @@ import torch
 from torch.utils.data import Dataset
 
 from pipeline_lib.data.prepared import DatasetSpec, Sample, load_image, load_label
-from pipeline_lib.data.transforms import augment, normalize_image
+from pipeline_lib.models.normalization import normalize_image
+from pipeline_lib.train.augmentation import augment
 
 
 class TrainingImages(Dataset):

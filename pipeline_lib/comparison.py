@@ -1,0 +1,151 @@
+"""Tables that compare runs: per-class IoU and the summary of any list of DVC experiments or git revisions
+(`dars compare`), in the shape of the paper's Table 4 (which the ablation table uses too).
+
+A run is named as `dvc exp show` names it: an experiment name, or any git revision (branch, tag, sha,
+``HEAD~1``), or ``workspace`` for the working tree. Each round's whole evaluation (``evaluation.json``) and
+pseudo-label summary (``pseudo_label_metrics.json``) are read from the run: both are ``cache: false`` outputs,
+so an experiment's come from its git commit and nothing has to be checked out or pulled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline_lib.errors import UserError
+from pipeline_lib.layout import RoundPaths
+
+WORKSPACE = "workspace"
+
+
+@dataclass
+class RunResults:
+    """What one run holds for each round: its evaluation and (self-training rounds) pseudo-label summary;
+    None where the run has no such file."""
+
+    name: str
+    evaluation: dict[str, dict | None] = field(default_factory=dict)
+    pseudo_labels: dict[str, dict | None] = field(default_factory=dict)
+
+
+def read_runs(names: Sequence[str], rounds: Sequence[str], repo_root: str | os.PathLike = ".",
+              outputs: str | os.PathLike = "outputs") -> list[RunResults]:
+    """Every round's results of each named run (``rounds`` includes the baseline round if it is wanted)."""
+    from pipeline_lib.inspection.artifacts import ArtifactSource
+
+    runs = []
+    for name in names:
+        with ArtifactSource(repo_root, None if name == WORKSPACE else name) as source:
+            def read(path: Path) -> dict | None:
+                if not source.exists(path):
+                    return None
+                try:
+                    value = json.loads(source.read_text(path))
+                except json.JSONDecodeError as exc:
+                    raise UserError(f"{path} ({source.description}): not valid JSON ({exc})") from None
+                if not isinstance(value, dict):
+                    raise UserError(f"{path} ({source.description}): expected a JSON object")
+                return value
+
+            run = RunResults(name)
+            for round_name in rounds:
+                paths = RoundPaths.of(Path(outputs), round_name)
+                run.evaluation[round_name] = read(paths.evaluation)
+                run.pseudo_labels[round_name] = read(paths.pseudo_label_metrics)
+            runs.append(run)
+    return runs
+
+
+def class_names_of(runs: Sequence[RunResults]) -> list[str]:
+    """The class names of the runs' evaluations (those of the first evaluation found); UserError if none has one."""
+    for run in runs:
+        for evaluation in run.evaluation.values():
+            if evaluation and isinstance(evaluation.get("iou"), dict):
+                return list(evaluation["iou"])
+    raise UserError(f"no evaluation.json in {', '.join(run.name for run in runs)}: run the pipeline "
+                    "(`dvc repro` or `dvc exp run`) first")
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return mean, std
+
+
+def _cell(values: Sequence[float | None], scale: float = 100.0) -> str:
+    """Mean ± sample std of the values present (×``scale``, one decimal); "–" when none is."""
+    present = [v * scale for v in values if isinstance(v, (int, float))]
+    if not present:
+        return "–"
+    mean, std = _mean_std(present)
+    return f"{mean:.1f}" if len(present) == 1 else f"{mean:.1f}±{std:.1f}"
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if isinstance(v, (int, float))]
+    return _mean_std(present)[0] if present else None
+
+
+def format_table(title: str, rows: list[tuple[str, list[dict | None]]], class_names: list[str],
+                 first_column: str = "method") -> str:
+    """A markdown table in the shape of the paper's Table 4: per-class IoU, tail mIoU, mIoU (×100) and the
+    mIoU gain over the first row.
+
+    ``rows`` pairs a label with one evaluation dict (``evaluation.json``: see
+    :func:`pipeline_lib.evaluation.metrics.segmentation_metrics`)
+    per seed, None for a missing one; a cell is the mean ± std over the seeds that have the value.
+    """
+    header = [first_column, *class_names, "tail mIoU", "mIoU", "gain"]
+    lines = [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    reference = None
+    for index, (label, runs) in enumerate(rows):
+        runs = [m for m in runs if m is not None]
+        miou = _mean([m.get("miou") for m in runs])
+        if index == 0:
+            reference = miou
+        gain = f"{100 * (miou - reference):+.1f}" if index and miou is not None and reference is not None else "–"
+        cells = [_cell([(m.get("iou") or {}).get(name) for m in runs]) for name in class_names]
+        lines.append("| " + " | ".join([label, *cells, _cell([m.get("tail_miou") for m in runs]),
+                                         _cell([m.get("miou") for m in runs]), gain]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def summary_table(runs: list[RunResults], rounds: Sequence[str]) -> str:
+    """One row per run: each round's mIoU and tail mIoU, and each self-training round's share of pixels
+    pseudo-labelled and their accuracy (×100)."""
+    header = ["run"]
+    for round_name in rounds:
+        header += [f"{round_name} mIoU", f"{round_name} tail"]
+        if any(run.pseudo_labels.get(round_name) for run in runs):
+            header += [f"{round_name} labelled %", f"{round_name} label acc"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for run in runs:
+        cells = [run.name]
+        for round_name in rounds:
+            evaluation = run.evaluation.get(round_name) or {}
+            cells += [_cell([evaluation.get("miou")]), _cell([evaluation.get("tail_miou")])]
+            if any(r.pseudo_labels.get(round_name) for r in runs):
+                pseudo = run.pseudo_labels.get(round_name) or {}
+                cells += [_cell([pseudo.get("fraction_labeled")]), _cell([pseudo.get("pseudo_label_accuracy")])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def compare_runs(runs: list[RunResults], rounds: Sequence[str], class_names: list[str]) -> str:
+    """`dars compare`'s report: the summary of every round, then the per-class table of the first and the
+    last of ``rounds`` (gain over the first run)."""
+    shown = list(dict.fromkeys([rounds[0], rounds[-1]]))
+    missing = [f"{run.name} ({round_name})" for run in runs for round_name in shown
+               if run.evaluation.get(round_name) is None]
+    parts = ["**summary, val ×100**", "", summary_table(runs, rounds)]
+    for round_name in shown:
+        parts.append(format_table(f"round {round_name}, val IoU ×100",
+                                  [(run.name, [run.evaluation.get(round_name)]) for run in runs], class_names,
+                                  first_column="run"))
+    if missing:
+        parts.append(f"No evaluation.json: {', '.join(missing)}\n")
+    return "\n".join(parts)

@@ -1,0 +1,39 @@
+"""The evaluate step of a round: score its model on the val split, write the summary as DVC metrics, the whole
+evaluation as an artifact and per-class IoU as a DVC plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline_lib.atomic import write_json, write_text
+from pipeline_lib.data.classes import class_shares
+from pipeline_lib.data.prepared import load_class_distribution, load_spec, read_split
+from pipeline_lib.device import pick_device
+from pipeline_lib.evaluation.loop import evaluate
+from pipeline_lib.evaluation.metrics import summary_metrics, tail_classes_from_shares
+from pipeline_lib.layout import RoundPaths
+from pipeline_lib.models.checkpoint import load_checkpoint
+from pipeline_lib.settings import EvaluateSettings, InferenceSettings
+
+
+def evaluate_round(round_name: str, evaluate_settings: EvaluateSettings, inference: InferenceSettings,
+                   prepared: Path, outputs: Path) -> dict:
+    """Evaluate ``outputs/<round>/model.pt`` on the val split; write its metrics.json (the summary: a DVC
+    metrics file), evaluation.json (everything, per class too) and per_class_iou.csv (a DVC plot). Returns
+    the whole evaluation."""
+    spec = load_spec(prepared)
+    names = list(spec.classes.names)
+    shares = class_shares(load_class_distribution(prepared))
+    tail = tail_classes_from_shares(shares, evaluate_settings.tail_share_threshold,
+                                    evaluate_settings.tail_classes, names)
+    paths = RoundPaths.of(outputs, round_name)
+    model, _ = load_checkpoint(paths.model, expect_classes=names)
+    device = pick_device()
+    metrics, _ = evaluate(model.to(device).eval(), read_split(prepared, "val", spec), spec, device,
+                          tail_classes=tail, **inference.as_kwargs())
+    write_json(paths.evaluation, metrics)
+    write_json(paths.metrics, summary_metrics(metrics))
+    iou = {name: "" if value is None else value for name, value in metrics["iou"].items()}
+    rows = ["class,iou,tail"] + [f"{name},{iou[name]},{int(i in tail)}" for i, name in enumerate(names)]
+    write_text(paths.per_class_iou, "\n".join(rows) + "\n")
+    return metrics

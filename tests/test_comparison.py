@@ -1,0 +1,72 @@
+"""Comparison tables (`dars compare`, the ablation table): cells, gains, missing values, reading runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline_lib.comparison import RunResults, compare_runs, format_table, read_runs, summary_table
+from pipeline_lib.errors import UserError
+
+
+def test_table_reports_mean_std_over_seeds_and_gain_over_the_first_row():
+    baseline = [{"miou": 0.20, "tail_miou": 0.05, "iou": {"road": 0.8, "bus": 0.0}},
+                {"miou": 0.22, "tail_miou": 0.07, "iou": {"road": 0.8, "bus": 0.02}}]
+    dars = [{"miou": 0.25, "tail_miou": 0.10, "iou": {"road": 0.9, "bus": 0.1}},
+            {"miou": 0.27, "tail_miou": 0.12, "iou": {"road": 0.9, "bus": None}}]  # seed 1: bus is unscored
+    text = format_table("k = 1", [("supervised baseline", baseline), ("DARS", dars)], ["road", "bus"])
+    lines = text.splitlines()
+    assert lines[0] == "**k = 1**"
+    assert lines[2] == "| method | road | bus | tail mIoU | mIoU | gain |"
+    assert lines[4] == "| supervised baseline | 80.0±0.0 | 1.0±1.4 | 6.0±1.4 | 21.0±1.4 | – |"
+    assert lines[5] == "| DARS | 90.0±0.0 | 10.0 | 11.0±1.4 | 26.0±1.4 | +5.0 |"
+
+
+def test_table_marks_missing_values():
+    text = format_table("k = 1", [("ST", []), ("DA", [None])], ["road"])
+    assert text.splitlines()[-2:] == ["| ST | – | – | – | – |", "| DA | – | – | – | – |"]
+
+
+def _run(name, miou, tail, road, fraction=None, accuracy=None):
+    evaluation = {"miou": miou, "tail_miou": tail, "iou": {"road": road, "bus": 0.01}}
+    pseudo = None if fraction is None else {"fraction_labeled": fraction, "pseudo_label_accuracy": accuracy}
+    return RunResults(name, {"r0": evaluation, "r1": evaluation}, {"r0": None, "r1": pseudo})
+
+
+def test_summary_has_each_round_and_the_pseudo_label_columns_where_they_exist():
+    text = summary_table([_run("workspace", 0.3, 0.1, 0.9, 0.2, 0.95), _run("st", 0.28, 0.05, 0.9)], ["r0", "r1"])
+    lines = text.splitlines()
+    assert lines[0] == "| run | r0 mIoU | r0 tail | r1 mIoU | r1 tail | r1 labelled % | r1 label acc |"
+    assert lines[2] == "| workspace | 30.0 | 10.0 | 30.0 | 10.0 | 20.0 | 95.0 |"
+    assert lines[3] == "| st | 28.0 | 5.0 | 28.0 | 5.0 | – | – |"
+
+
+def test_compare_shows_first_and_last_round_and_names_what_is_missing():
+    missing = RunResults("old", {"r0": None, "r2": None}, {})
+    runs = [_run("workspace", 0.3, 0.1, 0.9), _run("st", 0.25, 0.05, 0.8), missing]
+    for run in runs[:2]:
+        run.evaluation["r2"] = run.evaluation["r1"]
+    text = compare_runs(runs, ["r0", "r1", "r2"], ["road", "bus"])
+    assert "**round r0, val IoU ×100**" in text and "**round r2, val IoU ×100**" in text
+    assert "**round r1, val IoU ×100**" not in text
+    assert "| st | 80.0 | 1.0 | 5.0 | 25.0 | -5.0 |" in text.splitlines()
+    assert text.splitlines()[-1] == "No evaluation.json: old (r0), old (r2)"
+
+
+def test_read_runs_from_the_workspace(tmp_path):
+    (tmp_path / "outputs" / "r1").mkdir(parents=True)
+    (tmp_path / "outputs" / "r1" / "evaluation.json").write_text(json.dumps({"miou": 0.5}))
+    (tmp_path / "outputs" / "r1" / "pseudo_label_metrics.json").write_text(json.dumps({"fraction_labeled": 0.2}))
+    [run] = read_runs(["workspace"], ["r0", "r1"], tmp_path)
+    assert run.evaluation == {"r0": None, "r1": {"miou": 0.5}}
+    assert run.pseudo_labels == {"r0": None, "r1": {"fraction_labeled": 0.2}}
+    (tmp_path / "outputs" / "r1" / "evaluation.json").write_text("{not json")
+    with pytest.raises(UserError, match=r"outputs/r1/evaluation.json \(the workspace\): not valid JSON"):
+        read_runs(["workspace"], ["r1"], tmp_path)
+
+
+def test_read_runs_refuses_an_unknown_revision(tmp_path):
+    (tmp_path / ".dvc").mkdir()
+    with pytest.raises(UserError, match="not a git revision or DVC experiment"):
+        read_runs(["no-such-experiment"], ["r1"], tmp_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -140,7 +141,7 @@ def test_labelled_fraction_is_alpha_up_to_the_stated_bounds(shares, seed, num_im
     kept = pseudo_label_counts(labels, num_classes)
     total = num_images * side * side
     predicted = np.bincount(np.concatenate([p.ravel() for p in predictions]), minlength=num_classes)
-    wanted = np.floor(ratio * total * (1 + 1e-12))
+    wanted = Fraction(repr(ratio)) * total // 1
 
     if method == "st":
         t = float(thresholds.threshold[0])
@@ -150,7 +151,7 @@ def test_labelled_fraction_is_alpha_up_to_the_stated_bounds(shares, seed, num_im
         t = float(thresholds.threshold[j])
         tied = ties_at(confidences, predictions, j, t) if np.isfinite(t) else 1
         if method == "cbst":
-            assert thresholds.target_count[j] == np.floor(ratio * predicted[j] * (1 + 1e-12))
+            assert thresholds.target_count[j] == min(Fraction(repr(ratio)) * int(predicted[j]) // 1 + 1, predicted[j])
             assert thresholds.target_count[j] <= kept[j] <= thresholds.target_count[j] + tied - 1
         elif method == "da":
             floor_ = min(thresholds.target_count[j], predicted[j])
@@ -182,17 +183,19 @@ def test_da_and_dars_follow_the_labelled_class_shares(shares, seed, num_images, 
         ratio = fraction * min(1.0, float(np.min(predicted / (normalised * total))))
     assume(ratio * total >= 1)
     histogram = histogram_of(confidences, predictions, num_classes)
-    expected = ratio * normalised * total
+    # floor(α · f_j · N), exactly: α as written, f_j from the shares' exact values.
+    weights = [Fraction(float(w)) for w in shares]
+    floors = np.array([Fraction(repr(ratio)) * w * total / sum(weights) // 1 for w in weights])
     dars = compute_thresholds(histogram, "dars", ratio, shares)
     kept_dars = pseudo_label_counts(label_all(confidences, predictions, dars), num_classes)
     # Up to flooring n_j and the per-image flooring of the random drop.
-    assert np.all(kept_dars >= np.floor(expected * (1 + 1e-12)))
-    assert np.all(kept_dars < expected + num_images)
+    assert np.all(kept_dars >= floors)
+    assert np.all(kept_dars < floors + num_images)
     if ties is None:  # without ties DA hits n_j exactly too
         da = compute_thresholds(histogram, "da", ratio, shares)
         kept_da = pseudo_label_counts(label_all(confidences, predictions, da), num_classes)
         np.testing.assert_array_equal(kept_da, da.target_count)
-        np.testing.assert_array_equal(kept_da, np.floor(expected * (1 + 1e-12)))
+        np.testing.assert_array_equal(kept_da, floors)
 
 
 @FAST
@@ -280,10 +283,28 @@ def test_class_missing_from_labelled_set_or_predictions_keeps_nothing():
 def test_tiny_ratio_keeps_nothing_rather_than_failing():
     confidences, predictions = make_images(2, 2, 1, 4, tie_levels=None)
     histogram = histogram_of(confidences, predictions, 2)
-    for method in METHODS:  # α·N = 0.16 < 1 pixel
+    for method in ("st", "da", "dars"):  # α·N = 0.16 < 1 pixel
         thresholds = compute_thresholds(histogram, method, 0.01, np.array([0.5, 0.5]))
         assert np.all(thresholds.threshold == np.inf)
         assert np.all(label_all(confidences, predictions, thresholds)[0] == 255)
+    # CBST's rank is floor(α·P_j) + 1: the most confident pixel of each predicted class, as the authors'.
+    thresholds = compute_thresholds(histogram, "cbst", 0.01, np.array([0.5, 0.5]))
+    predicted = histogram.predicted_per_class()
+    assert np.all(thresholds.target_count == np.minimum(1, predicted))
+
+
+def test_cbst_threshold_is_the_authors_rank_with_ties_kept():
+    # Class 0: ten pixels; α = 0.2 gives k = floor(0.2 · 10) = 2, so the threshold is the 3rd largest, 0.75
+    # (index −3 of the ascending sort), and both pixels tied at it are kept: 4 in all.
+    values = np.array([0.9, 0.8, 0.75, 0.75, 0.5, 0.5, 0.25, 0.25, 0.125, 0.125], np.float16)
+    confidence, prediction = values.reshape(2, 5), np.zeros((2, 5), np.uint8)
+    histogram = histogram_of([confidence], [prediction], 1)
+    thresholds = compute_thresholds(histogram, "cbst", 0.2, np.ones(1))
+    assert thresholds.threshold[0] == np.float32(0.75) and thresholds.target_count[0] == 3
+    assert thresholds.above_threshold[0] == 4
+    assert (label_all([confidence], [prediction], thresholds)[0] == 0).sum() == 4
+    # α = 1: one past every pixel; the rank stops at P_j (the authors' index would run out): keep all.
+    assert compute_thresholds(histogram, "cbst", 1.0, np.ones(1)).threshold[0] == np.float32(0.125)
 
 
 def test_st_uses_one_global_threshold_and_reports_per_class_counts():
@@ -309,6 +330,20 @@ def test_target_counts():
     np.testing.assert_array_equal(target_counts(np.array([0.3, 0.3]), 0.5, 100), [25, 25])
     assert target_counts(np.array([1.0]), 0.29, 100)[0] == 29  # not 28 from 0.29*100 = 28.999999999999996
     assert target_counts(np.array([1.0]), 0.29, 100).dtype == np.int64
+
+
+def test_target_counts_are_exact_floors_at_cityscapes_magnitudes():
+    # α · f_j · N just below an integer, at the ~1e9-pixel counts of Cityscapes: 999,999,999.9995 must give
+    # 999,999,999 (a relative tolerance of 1e-12 turned it into 10^9), and an exact integer stays itself.
+    counts = np.array([1, 1999])  # f_0 = 1/2000 of the labelled pixels
+    assert target_counts(counts, 1.0, 2 * 10**12 - 1)[0] == 999_999_999
+    assert target_counts(counts, 1.0, 2 * 10**12)[0] == 10**9
+    # f_1 · α · N = 1999/2000 · 0.2 · 10^10 = 1,999,000,000 exactly; one pixel fewer gives 1,998,999,999.
+    assert target_counts(counts, 0.2, 10**10)[1] == 1_999_000_000
+    assert target_counts(counts, 0.2, 10**10 - 1)[1] == 1_998_999_999
+    # α is the decimal it is written as: 0.7 · 10 = 7, though the double 0.7 · 10 is 7.000000000000001 and
+    # 0.1 · 3 (0.30000000000000004) · 10 would be 3.0000000000000004.
+    assert target_counts(np.array([1]), 0.7, 10)[0] == 7 and target_counts(np.array([1]), 0.3, 10)[0] == 3
 
 
 @pytest.mark.parametrize("bad", [0, 0.0, -0.1, 1.5, float("nan"), float("inf"), "abc", None, True])

@@ -190,10 +190,12 @@ def class_distribution(samples: list[Sample], spec: DatasetSpec) -> dict:
 
 
 def load_class_distribution(prepared: str | os.PathLike) -> np.ndarray:
+    """(C,) int64 pixels per class of the labelled split: integer counts, so that rules built on the class
+    shares (DA's n_j) can be exact; ``classes.class_shares`` turns them into shares."""
     path = Path(prepared) / "class_distribution.json"
     if not path.is_file():
         raise UserError(f"{path}: not found; run the prepare stage first")
-    return np.asarray(json.loads(path.read_text())["shares"], np.float64)
+    return np.asarray(json.loads(path.read_text())["pixel_counts"], np.int64)
 
 
 def write_prepared(prepared: Path, name: str, root: Path, classes: ClassSet,

@@ -7,9 +7,14 @@ pass 1 pools the confidences of all images into a :class:`ConfidenceHistogram` a
 on each image.
 
 - **ST**: one global threshold, the floor(α·N)-th largest confidence over all N unlabelled pixels.
-- **CBST**: per class, the floor(α·P_j)-th largest of the P_j confidences predicted as class j.
+- **CBST**: per class, the (floor(α·P_j) + 1)-th largest of the P_j confidences predicted as class j
+  (the authors' rank: index −k−1 of the ascending sort, k = floor(α·P_j); all P_j when that exceeds P_j).
 - **DA**: per class, the n_j-th largest, n_j = floor(α·f_j·N) with f_j class j's share of the
   valid labelled pixels, so the pseudo labels follow the labelled class distribution.
+
+Counts are exact: α is taken as the decimal number it is written as (0.2 is 1/5, not the double nearest
+to it) and every floor is taken in rational arithmetic, from the labelled split's integer pixel counts
+where they are given (see :func:`target_counts`); no float product decides a count.
 - **DARS**: DA's thresholds, then, per image, floor(c·(1−s_j)) of the c kept class-j pixels are
   dropped at random, s_j = min(1, n_j/ñ_j), ñ_j = #{pred = j, conf ≥ t_j}.
 
@@ -23,25 +28,28 @@ per-image flooring.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
-from pipeline_lib.data.classes import IGNORE_INDEX, class_shares
+from pipeline_lib.data.classes import IGNORE_INDEX
 from pipeline_lib.errors import UserError
 from pipeline_lib.pseudo_label.histogram import ConfidenceHistogram, checked_pair
 
 METHODS: tuple[str, ...] = ("st", "cbst", "da", "dars")
-# float64 products like 0.29 * 100 land just below the integer they mean (28.999999999999996);
-# a relative nudge far above rounding error (~1e-16) and far below one pixel in any real count
-# makes floor() give the intended 29.
-_FLOOR_TOLERANCE = 1e-12
 
 
-def _floor_count(value: float) -> int:
-    return int(math.floor(value * (1.0 + _FLOOR_TOLERANCE)))
+def _exact_ratio(labeling_ratio: float) -> Fraction:
+    """α as the decimal it is written as: float products like 0.29 * 100 = 28.999999999999996 would floor
+    to one pixel less than the 29 meant, and no tolerance is right at every magnitude of pixel count."""
+    return Fraction(repr(float(labeling_ratio)))
+
+
+def _floor_times(ratio: Fraction, count: int) -> int:
+    """floor(ratio · count), exactly."""
+    return ratio.numerator * int(count) // ratio.denominator
 
 
 def validate_labeling_ratio(labeling_ratio: float) -> float:
@@ -53,8 +61,6 @@ def validate_labeling_ratio(labeling_ratio: float) -> float:
     if isinstance(labeling_ratio, bool) or not (0.0 < ratio <= 1.0):  # also refuses NaN
         raise UserError(f"labeling_ratio must be in (0, 1], got {labeling_ratio!r}")
     return ratio
-
-
 
 
 def validate_method(method: str) -> str:
@@ -78,23 +84,26 @@ def _validate_shares(labeled_shares: np.ndarray, num_classes: int | None = None)
 def target_counts(labeled_shares: np.ndarray, labeling_ratio: float, total_pixels: int) -> np.ndarray:
     """(C,) int64 n_j = floor(α · f_j · N): DA/DARS's number of pixels to pseudo-label per class.
 
-    ``labeled_shares`` are renormalised to sum to 1 (the paper divides its class priors by the
-    valid-pixel ratio), so α is a fraction of *all* N unlabelled pixels.
+    ``labeled_shares`` are any non-negative weights of the classes, renormalised here (the paper divides
+    its class priors by the valid-pixel ratio), so α is a fraction of *all* N unlabelled pixels. The
+    floor is exact in rational arithmetic over the weights' own values: pass the labelled split's integer
+    pixel counts (as the pipeline does) for f_j = count_j / valid pixels exactly; float shares are taken
+    at their exact binary value.
     """
-    ratio = validate_labeling_ratio(labeling_ratio)
-    shares = _validate_shares(labeled_shares)
+    ratio = _exact_ratio(validate_labeling_ratio(labeling_ratio))
+    weights = [Fraction(float(w)) for w in _validate_shares(labeled_shares)]
     if total_pixels < 0:
         raise ValueError(f"total_pixels must be >= 0, got {total_pixels}")
-    shares = class_shares(shares)
-    return np.array([_floor_count(ratio * share * total_pixels) for share in shares], np.int64)
-
+    total_weight = sum(weights)
+    return np.array([(ratio * weight * int(total_pixels)) // total_weight for weight in weights], np.int64)
 
 
 @dataclass(frozen=True)
 class ClassThresholds:
     """The outcome of pass 1: what pass 2 keeps of each class.
 
-    ``target_count`` is n_j for DA/DARS and floor(α·P_j) for CBST. ST has a single global target
+    ``target_count`` is n_j for DA/DARS and the rank min(floor(α·P_j) + 1, P_j) for CBST. ST has a single
+    global target
     floor(α·N) that is not split by class, so for ST ``target_count`` records the per-class number of
     pixels its threshold keeps (equal to ``above_threshold``).
     """
@@ -106,7 +115,6 @@ class ClassThresholds:
     above_threshold: np.ndarray  # (C,) int64 ñ_j = #{pred = j, conf >= t_j}
     # DARS's per-image drop count floor(c·(1−s_j)) is computed from target_count and
     # above_threshold in integers (s_j = n_j/ñ_j exactly); keep_probability is their float report.
-
 
 
 # The rules below need only two order statistics, passed in as functions so that the streaming
@@ -121,7 +129,7 @@ def _thresholds_from_order_statistics(method: str, labeling_ratio: float, labele
                                       predicted_per_class: np.ndarray, kth_largest: KthLargest,
                                       count_at_or_above: CountAtOrAbove) -> ClassThresholds:
     method = validate_method(method)
-    ratio = validate_labeling_ratio(labeling_ratio)
+    ratio = _exact_ratio(validate_labeling_ratio(labeling_ratio))
     predicted = np.asarray(predicted_per_class, np.int64)
     num_classes = predicted.size
     shares = _validate_shares(labeled_shares, num_classes)
@@ -129,14 +137,15 @@ def _thresholds_from_order_statistics(method: str, labeling_ratio: float, labele
     threshold = np.full(num_classes, np.inf, np.float32)
 
     if method == "st":
-        rank = _floor_count(ratio * total)
+        rank = _floor_times(ratio, total)
         if rank >= 1:
             threshold[:] = kth_largest(None, rank)
     else:
         if method == "cbst":
-            target = np.array([_floor_count(ratio * int(p)) for p in predicted], np.int64)
+            # The authors' rank, one past floor(α·P_j); capped at P_j, where their index runs out (α = 1).
+            target = np.array([min(_floor_times(ratio, p) + 1, int(p)) for p in predicted], np.int64)
         else:
-            target = target_counts(shares, ratio, total)
+            target = target_counts(shares, labeling_ratio, total)
         for j in range(num_classes):
             # Fewer predicted than wanted: the threshold is the smallest, i.e. keep them all.
             rank = min(int(target[j]), int(predicted[j]))

@@ -9,7 +9,6 @@ so an experiment's come from its git commit and nothing has to be checked out or
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -40,22 +39,11 @@ def read_runs(names: Sequence[str], rounds: Sequence[str], repo_root: str | os.P
     runs = []
     for name in names:
         with ArtifactSource(repo_root, None if name == WORKSPACE else name) as source:
-            def read(path: Path) -> dict | None:
-                if not source.exists(path):
-                    return None
-                try:
-                    value = json.loads(source.read_text(path))
-                except json.JSONDecodeError as exc:
-                    raise UserError(f"{path} ({source.description}): not valid JSON ({exc})") from None
-                if not isinstance(value, dict):
-                    raise UserError(f"{path} ({source.description}): expected a JSON object")
-                return value
-
             run = RunResults(name)
             for round_name in rounds:
                 paths = RoundPaths.of(Path(outputs), round_name)
-                run.evaluation[round_name] = read(paths.evaluation)
-                run.pseudo_labels[round_name] = read(paths.pseudo_label_metrics)
+                run.evaluation[round_name] = source.read_json_object(paths.evaluation)
+                run.pseudo_labels[round_name] = source.read_json_object(paths.pseudo_label_metrics)
             runs.append(run)
     return runs
 

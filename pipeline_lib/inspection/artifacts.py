@@ -139,6 +139,19 @@ class ArtifactSource:
     def read_text(self, path: str | os.PathLike) -> str:
         return self.read_bytes(path).decode("utf-8")
 
+    def read_json_object(self, path: str | os.PathLike) -> dict | None:
+        """The JSON object in ``path``, or None when the source has no such file; UserError if it holds
+        anything but a JSON object."""
+        if not self.exists(path):
+            return None
+        try:
+            value = json.loads(self.read_text(path))
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path} ({self.description}): not valid JSON ({exc})") from None
+        if not isinstance(value, dict):
+            raise UserError(f"{path} ({self.description}): expected a JSON object")
+        return value
+
     def _fs_call(self, relative: str, call):
         """``call()``, with the filesystem's errors turned into UserErrors that say what to do."""
         try:
@@ -219,16 +232,7 @@ def load_params(source: ArtifactSource, path: str | os.PathLike = "params.yaml")
 
 def read_stats(source: ArtifactSource, outputs: str | os.PathLike, round_name: str) -> dict | None:
     """The round's pseudo_label_stats.json, or None when the source has none."""
-    path = RoundPaths.of(Path(outputs), round_name).pseudo_label_stats
-    if not source.exists(path):
-        return None
-    try:
-        stats = json.loads(source.read_text(path))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path} ({source.description}): not valid JSON ({exc})") from None
-    if not isinstance(stats, dict):
-        raise UserError(f"{path} ({source.description}): expected a JSON object")
-    return stats
+    return source.read_json_object(RoundPaths.of(Path(outputs), round_name).pseudo_label_stats)
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -143,3 +144,20 @@ def test_editing_a_module_affects_only_the_stages_that_run_it(project, module, a
     assert affected <= changed, f"editing {module} should affect {sorted(affected - changed)}"
     assert not changed & unaffected, f"editing {module} affects {sorted(changed & unaffected)}"
     assert changed_stages(project) == set()
+
+
+def test_artifacts_travel_through_a_dvc_remote(project, tmp_path):
+    """Every artifact is versioned and shareable: push from this clone, pull into a fresh one, rerun nothing."""
+    remote = tmp_path / "remote"
+    dvc(project, "remote", "add", "-d", "storage", str(remote))
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "results and the remote"], project)
+    dvc(project, "push")
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    assert not (clone / "outputs" / "r2" / "model.pt").exists()  # git holds only what DVC does not
+    dvc(clone, "pull")
+    model = Path("outputs") / "r2" / "model.pt"
+    assert (clone / model).read_bytes() == (project / model).read_bytes()
+    assert changed_stages(clone) == set()
+    assert dry_run_stages(clone) == []

@@ -181,8 +181,12 @@ def main() -> None:
     (n0, theirs0, ours0), (n1, theirs1, ours1) = rows[0], rows[-1]
     for name, first, last in (("theirs", theirs0, theirs1), ("ours", ours0, ours1)):
         growth = (last["peak_mb"] - first["peak_mb"]) / (n1 - n0)
-        print(f"{name}: peak RSS grows {growth:.2f} MB per image = {growth * 2**20 / pixels:.1f} bytes per pixel; "
-              f"at Cityscapes 1/8 (2,603 × 1024×2048) that is {growth * 2**20 / pixels * 2603 * 2**21 / 1e9:.0f} GB")
+        per_pixel = growth * 2**20 / pixels
+        # Below a byte per pixel the difference is the allocator's handling of per-image buffers, not state
+        # that grows with the images (ours: one 10 MB histogram); extrapolating it would mislead.
+        at_cityscapes = (f"at Cityscapes 1/8 (2,603 × 1024×2048) that is {per_pixel * 2603 * 2**21 / 1e9:.0f} GB"
+                         if per_pixel >= 1 else "flat within the allocator's noise")
+        print(f"{name}: peak RSS grows {growth:.2f} MB per image = {per_pixel:.1f} bytes per pixel; {at_cityscapes}")
 
 
 if __name__ == "__main__":

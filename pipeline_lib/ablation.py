@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from pipeline_lib.comparison import format_table, read_runs
+from pipeline_lib.comparison import first_and_last, format_table, read_runs
 from pipeline_lib.errors import UserError
 from pipeline_lib.settings import BASELINE_ROUND, METHODS
 
@@ -69,13 +69,6 @@ def parse_seeds(text: str) -> list[int]:
 COMMITS_SEARCHED = 20
 
 
-def experiment_names(commits: int = COMMITS_SEARCHED) -> list[str]:
-    """The names of the DVC experiments of the last ``commits`` commits (newest first)."""
-    import dvc.api
-
-    return [r["Experiment"] for r in dvc.api.exp_show(num=commits) if r.get("Experiment")]
-
-
 def ablation_table(existing: set[str], variants: list[Variant], seeds: list[int], rounds: list[str],
                    class_names: list[str], repo_root: str | os.PathLike = ".",
                    outputs: str | os.PathLike = "outputs") -> str:
@@ -87,7 +80,7 @@ def ablation_table(existing: set[str], variants: list[Variant], seeds: list[int]
     if len(missing) == len(names):
         raise UserError(f"no finished experiment of this grid; missing {', '.join(missing[:6])}… — run "
                         "`dars ablation run` (or `dars ablation queue` then `dvc exp run --run-all`)")
-    shown = list(dict.fromkeys([rounds[0], rounds[-1]]))
+    shown = first_and_last(rounds)
     runs = {run.name: run for run in read_runs([n for n in names if n in existing], [BASELINE_ROUND, *shown],
                                                repo_root, outputs)}
 

@@ -31,6 +31,13 @@ class RunResults:
     pseudo_labels: dict[str, dict | None] = field(default_factory=dict)
 
 
+def experiment_names(commits: int = 1) -> list[str]:
+    """The names of the DVC experiments of the last ``commits`` commits (newest first)."""
+    import dvc.api
+
+    return [r["Experiment"] for r in dvc.api.exp_show(num=commits) if r.get("Experiment")]
+
+
 def read_runs(names: Sequence[str], rounds: Sequence[str], repo_root: str | os.PathLike = ".",
               outputs: str | os.PathLike = "outputs") -> list[RunResults]:
     """Every round's results of each named run (``rounds`` includes the baseline round if it is wanted)."""
@@ -78,6 +85,11 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return _mean_std(present)[0] if present else None
 
 
+def first_and_last(rounds: Sequence[str]) -> list[str]:
+    """The rounds a per-class table shows: the first and the last (one when they are the same)."""
+    return list(dict.fromkeys([rounds[0], rounds[-1]]))
+
+
 def format_table(title: str, rows: list[tuple[str, list[dict | None]]], class_names: list[str],
                  first_column: str = "method") -> str:
     """A markdown table in the shape of the paper's Table 4: per-class IoU, tail mIoU, mIoU (×100) and the
@@ -89,12 +101,10 @@ def format_table(title: str, rows: list[tuple[str, list[dict | None]]], class_na
     """
     header = [first_column, *class_names, "tail mIoU", "mIoU", "gain"]
     lines = [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    reference = None
-    for index, (label, runs) in enumerate(rows):
-        runs = [m for m in runs if m is not None]
+    present = [[m for m in runs if m is not None] for _, runs in rows]
+    reference = _mean([m.get("miou") for m in present[0]]) if rows else None
+    for index, ((label, _), runs) in enumerate(zip(rows, present)):
         miou = _mean([m.get("miou") for m in runs])
-        if index == 0:
-            reference = miou
         gain = f"{100 * (miou - reference):+.1f}" if index and miou is not None and reference is not None else "–"
         cells = [_cell([(m.get("iou") or {}).get(name) for m in runs]) for name in class_names]
         lines.append("| " + " | ".join([label, *cells, _cell([m.get("tail_miou") for m in runs]),
@@ -105,10 +115,11 @@ def format_table(title: str, rows: list[tuple[str, list[dict | None]]], class_na
 def summary_table(runs: list[RunResults], rounds: Sequence[str]) -> str:
     """One row per run: each round's mIoU and tail mIoU, and each self-training round's share of pixels
     pseudo-labelled and their accuracy (×100)."""
+    with_pseudo_labels = {r for r in rounds if any(run.pseudo_labels.get(r) for run in runs)}
     header = ["run"]
     for round_name in rounds:
         header += [f"{round_name} mIoU", f"{round_name} tail"]
-        if any(run.pseudo_labels.get(round_name) for run in runs):
+        if round_name in with_pseudo_labels:
             header += [f"{round_name} labelled %", f"{round_name} label acc"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run in runs:
@@ -116,7 +127,7 @@ def summary_table(runs: list[RunResults], rounds: Sequence[str]) -> str:
         for round_name in rounds:
             evaluation = run.evaluation.get(round_name) or {}
             cells += [_cell([evaluation.get("miou")]), _cell([evaluation.get("tail_miou")])]
-            if any(r.pseudo_labels.get(round_name) for r in runs):
+            if round_name in with_pseudo_labels:
                 pseudo = run.pseudo_labels.get(round_name) or {}
                 cells += [_cell([pseudo.get("fraction_labeled")]), _cell([pseudo.get("pseudo_label_accuracy")])]
         lines.append("| " + " | ".join(cells) + " |")
@@ -126,7 +137,7 @@ def summary_table(runs: list[RunResults], rounds: Sequence[str]) -> str:
 def compare_runs(runs: list[RunResults], rounds: Sequence[str], class_names: list[str]) -> str:
     """`dars compare`'s report: the summary of every round, then the per-class table of the first and the
     last of ``rounds`` (gain over the first run)."""
-    shown = list(dict.fromkeys([rounds[0], rounds[-1]]))
+    shown = first_and_last(rounds)
     missing = [f"{run.name} ({round_name})" for run in runs for round_name in shown
                if run.evaluation.get(round_name) is None]
     parts = ["**summary, val ×100**", "", summary_table(runs, rounds)]

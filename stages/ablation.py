@@ -30,10 +30,11 @@ def queue(variants: str = typer.Option(",".join(PAPER_VARIANTS), help=VARIANTS_H
           seeds: str = typer.Option("0", help="Comma-separated seeds (training and sampling); one experiment each."),
           ) -> None:
     """Queue one DVC experiment per variant and seed (skipping names that already exist)."""
-    from pipeline_lib.ablation import experiment_names, parse_seeds, parse_variants
+    from pipeline_lib.ablation import COMMITS_SEARCHED, parse_seeds, parse_variants
+    from pipeline_lib.comparison import experiment_names
 
     variant_list, seed_list = parse_variants(variants), parse_seeds(seeds)
-    existing = set(experiment_names())
+    existing = set(experiment_names(COMMITS_SEARCHED))
     for seed in seed_list:
         for variant in variant_list:
             name = variant.experiment_name(seed)
@@ -60,16 +61,17 @@ def table(variants: str = typer.Option(",".join(PAPER_VARIANTS), help=VARIANTS_H
           prepared: Path = typer.Option(Path("data/prepared"), help="Prepared dataset (for class names)."),
           ) -> None:
     """Print per-class IoU, tail mIoU, mIoU and gain over the baseline for each finished experiment."""
-    from pipeline_lib.ablation import ablation_table, experiment_names, parse_seeds, parse_variants
+    from pipeline_lib.ablation import COMMITS_SEARCHED, ablation_table, parse_seeds, parse_variants
     from pipeline_lib.atomic import write_text
+    from pipeline_lib.comparison import experiment_names
     from pipeline_lib.data.prepared import load_spec
     from pipeline_lib.settings import Params, round_schedule
 
     rounds = list(round_schedule(Params.load(params)))
     if not rounds:
         raise UserError(f"{params}: no self-training rounds are defined under 'rounds'")
-    text = ablation_table(set(experiment_names()), parse_variants(variants), parse_seeds(seeds), rounds,
-                          list(load_spec(prepared).classes.names))
+    text = ablation_table(set(experiment_names(COMMITS_SEARCHED)), parse_variants(variants), parse_seeds(seeds),
+                          rounds, list(load_spec(prepared).classes.names))
     typer.echo(text)
     write_text(out, text)
     typer.echo(f"wrote {out}")

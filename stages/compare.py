@@ -22,11 +22,10 @@ def compare(
 
     rounds = [BASELINE_ROUND, *round_schedule(Params.load(params))]
 
-    from pipeline_lib.ablation import experiment_names
     from pipeline_lib.atomic import write_text
-    from pipeline_lib.comparison import WORKSPACE, class_names_of, compare_runs, read_runs
+    from pipeline_lib.comparison import WORKSPACE, class_names_of, compare_runs, experiment_names, read_runs
 
-    results = read_runs(runs or [WORKSPACE, *experiment_names(commits=1)], rounds, outputs=outputs)
+    results = read_runs(runs or [WORKSPACE, *experiment_names()], rounds, outputs=outputs)
     text = compare_runs(results, rounds, class_names_of(results))
     typer.echo(text)
     if out is not None:

@@ -109,7 +109,7 @@ def authors_rule(images: int, method: str, alpha: float, seed: int) -> dict:
 
 
 def our_rule(images: int, method: str, alpha: float, seed: int) -> dict:
-    from pipeline_lib.pseudo_label.histogram import ConfidenceHistogram
+    from pipeline_lib.confidence.histogram import ConfidenceHistogram
     from pipeline_lib.pseudo_label.rules import assign_pseudo_labels, compute_thresholds
 
     histogram = ConfidenceHistogram(CLASSES)

@@ -20,10 +20,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline_lib.confidence.maps import confidence_and_prediction
 from pipeline_lib.data.classes import CITYSCAPES  # noqa: E402
 from pipeline_lib.inspection.panels import blend_overlay, colorize_labels, confidence_to_rgb  # noqa: E402
 from pipeline_lib.inspection.round_report import PNG_COMPRESS_LEVEL  # noqa: E402
-from pipeline_lib.pseudo_label.confidence import confidence_and_prediction
 
 
 def median_seconds(step, repeats: int) -> float:

@@ -10,6 +10,7 @@ from pipeline_lib.errors import UserError
 from pipeline_lib.models.build import ARCHITECTURES  # torch-free: the model modules load only on build
 from pipeline_lib.settings import (
     BASELINE_ROUND,
+    ConfidenceSettings,
     DataSettings,
     DistributedSettings,
     EvaluateSettings,
@@ -44,6 +45,7 @@ def check_params(params: Params) -> list[str]:
     distributed = DistributedSettings.from_params(params)
     for round_name in (BASELINE_ROUND, *schedule):
         TrainSettings.from_params(params, round_name).check_processes(distributed.processes)
+    ConfidenceSettings.from_params(params)
     for round_name in schedule:
         PseudoLabelSettings.from_params(params, round_name)
     InferenceSettings.from_params(params)

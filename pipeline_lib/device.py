@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from contextlib import nullcontext
 
 import torch
 
 from pipeline_lib.errors import UserError
 
+# Where every stage runs: auto (a GPU when torch sees one, else the CPU), cpu or cuda. A property of the machine,
+# not of the experiment, so an environment variable rather than a DVC-tracked param (results on a GPU differ
+# from the CPU's by float rounding; a rerun on the same device is identical).
+DEVICE_VARIABLE = "DARS_DEVICE"
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
-def pick_device(local_rank: int = 0) -> torch.device:
-    """GPU ``local_rank`` when there are GPUs, else the CPU (every CPU process shares it)."""
-    if not torch.cuda.is_available():
+
+def uses_gpu(env: Mapping[str, str] = os.environ) -> bool:
+    """Whether the stages run on GPUs here (``DARS_DEVICE``, default auto)."""
+    choice = env.get(DEVICE_VARIABLE, "auto").strip().lower() or "auto"
+    if choice not in DEVICE_CHOICES:
+        raise UserError(f"{DEVICE_VARIABLE} must be one of {', '.join(DEVICE_CHOICES)}, got {choice!r}")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"{DEVICE_VARIABLE}=cuda but torch sees no GPU here (torch {torch.__version__}); "
+                        f"unset it or use {DEVICE_VARIABLE}=cpu")
+    return choice == "cuda" or (choice == "auto" and torch.cuda.is_available())
+
+
+def pick_device(local_rank: int = 0, env: Mapping[str, str] = os.environ) -> torch.device:
+    """GPU ``local_rank`` when the stages use GPUs (see :func:`uses_gpu`), else the CPU (every CPU process
+    shares it)."""
+    if not uses_gpu(env):
         return torch.device("cpu")
     if local_rank >= torch.cuda.device_count():
         raise UserError(f"process {local_rank} on this machine has no GPU of its own "

@@ -8,7 +8,8 @@ A stage runs as one process unless params.yaml's ``distributed.processes`` asks 
 and each of those processes enters :func:`process_group`, which reads the variables torchrun sets
 (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), gives the process the GPU ``LOCAL_RANK`` (or
 the CPU when there is no GPU) and joins the group with the backend for that device: NCCL on GPUs,
-gloo on CPU. A stage started by torchrun directly (e.g. several nodes) joins whatever group torchrun set up.
+gloo on CPU. A stage started by torchrun directly (e.g. several nodes) joins whatever group torchrun set up;
+one started by ``srun`` maps SLURM's variables onto torchrun's (see :func:`launcher_environment`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from pipeline_lib.device import pick_device
+from pipeline_lib.device import pick_device, uses_gpu
 from pipeline_lib.errors import UserError
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -74,6 +75,15 @@ class DistributedRun:
         dist.all_gather_object(values, value)
         return values
 
+    def sum_counts(self, counts: np.ndarray) -> np.ndarray:
+        """Element-wise sum of every rank's int64 ``counts`` (exact, any shape), returned on every rank."""
+        counts = np.asarray(counts, np.int64)
+        if not self.in_group:
+            return counts
+        tensor = torch.from_numpy(counts.copy()).to(self.device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor.cpu().numpy()
+
     def sum_over_ranks(self, values: Sequence[float]) -> list[float]:
         """Element-wise sum of every rank's ``values`` (float64), returned on every rank."""
         if not self.in_group:
@@ -83,9 +93,30 @@ class DistributedRun:
         return tensor.tolist()
 
 
+SLURM_VARIABLES = ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID")
+
+
+def launcher_environment(env: Mapping[str, str] = os.environ) -> dict[str, str] | None:
+    """torchrun's five variables for this process, or None when no launcher started several processes.
+
+    torchrun's own variables win; otherwise ``srun`` with more than one task counts too, its variables mapped as
+    torchrun's (SLURM_PROCID → RANK, SLURM_NTASKS → WORLD_SIZE, SLURM_LOCALID → LOCAL_RANK; MASTER_ADDR and
+    MASTER_PORT from the batch script, see docs/multi_gpu.md).
+    """
+    if all(name in env for name in TORCHRUN_VARIABLES):
+        return {name: env[name] for name in TORCHRUN_VARIABLES}
+    if not all(name in env for name in SLURM_VARIABLES) or int(env["SLURM_NTASKS"]) <= 1:
+        return None
+    if "MASTER_ADDR" not in env:
+        raise UserError(f"srun started {env['SLURM_NTASKS']} tasks but MASTER_ADDR is not set; export the first "
+                        "node's address in the batch script (see docs/multi_gpu.md, SLURM)")
+    return {"RANK": env["SLURM_PROCID"], "WORLD_SIZE": env["SLURM_NTASKS"], "LOCAL_RANK": env["SLURM_LOCALID"],
+            "MASTER_ADDR": env["MASTER_ADDR"], "MASTER_PORT": env.get("MASTER_PORT", "29500")}
+
+
 def under_torchrun(env: Mapping[str, str] = os.environ) -> bool:
-    """Whether this process was started by torchrun (or another launcher that sets its variables)."""
-    return all(name in env for name in TORCHRUN_VARIABLES)
+    """Whether this process is one of several started by torchrun (or srun, see :func:`launcher_environment`)."""
+    return launcher_environment(env) is not None
 
 
 def backend_for(device: torch.device) -> str:
@@ -95,14 +126,18 @@ def backend_for(device: torch.device) -> str:
 @contextmanager
 def process_group(env: Mapping[str, str] = os.environ) -> Iterator[DistributedRun]:
     """This process's :class:`DistributedRun`; under torchrun, joined to the process group until exit."""
-    if not under_torchrun(env):
+    launched = launcher_environment(env)
+    if launched is None:
         yield DistributedRun(device=pick_device(0))
         return
-    rank, world_size, local_rank = int(env["RANK"]), int(env["WORLD_SIZE"]), int(env["LOCAL_RANK"])
+    rank, world_size, local_rank = int(launched["RANK"]), int(launched["WORLD_SIZE"]), int(launched["LOCAL_RANK"])
     device = pick_device(local_rank)
     backend = backend_for(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    if env is os.environ:  # under srun: torch's env:// initialisation reads torchrun's names
+        for name, value in launched.items():
+            os.environ.setdefault(name, value)
     dist.init_process_group(backend=backend, rank=rank, world_size=world_size,
                             device_id=device if device.type == "cuda" else None)
     try:
@@ -134,7 +169,7 @@ def relaunch_under_torchrun(processes: int, stage_args: Sequence[str]) -> bool:
     """
     if processes == 1 or under_torchrun():
         return False
-    if torch.cuda.is_available() and processes > torch.cuda.device_count():
+    if uses_gpu() and processes > torch.cuda.device_count():
         raise UserError(f"distributed.processes is {processes} but this machine has "
                         f"{torch.cuda.device_count()} GPU(s); use at most one process per GPU")
     command = torchrun_command(processes, stage_args)

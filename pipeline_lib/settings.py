@@ -420,18 +420,25 @@ class EvaluateSettings:
 
 
 @dataclass(frozen=True)
+class ConfidenceSettings:
+    """What the confidence stage reads: whether to divide the logits by the teacher's fitted temperature."""
+
+    temperature_scaling: bool
+
+    @classmethod
+    def from_params(cls, params: Params) -> ConfidenceSettings:
+        return cls(temperature_scaling=params.get("pseudo_label.temperature_scaling", bool))
+
+
+@dataclass(frozen=True)
 class PseudoLabelSettings:
     method: str  # one of METHODS
-    temperature_scaling: bool
     seed: int  # seeds DARS's random sampling
-    workers: int
     labeling_ratio: float  # α_k of the round
 
     @classmethod
     def from_params(cls, params: Params, round_name: str) -> PseudoLabelSettings:
         schedule = self_training_round(params, round_name)
         return cls(method=params.get("pseudo_label.method", str, one_of(*METHODS)),
-                   temperature_scaling=params.get("pseudo_label.temperature_scaling", bool),
                    seed=params.get("pseudo_label.seed", int, non_negative),
-                   workers=params.get("pseudo_label.workers", int, positive),
                    labeling_ratio=schedule.labeling_ratio)

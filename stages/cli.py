@@ -8,6 +8,7 @@ from . import reports_user_errors
 from .ablation import app as ablation_app
 from .check import check
 from .compare import compare
+from .confidence import confidence
 from .evaluate import evaluate
 from .infer import infer
 from .inspect import inspect
@@ -19,7 +20,7 @@ from .train import train
 app = typer.Typer(
     name="dars",
     help="DARS semi-supervised segmentation as a DVC pipeline. `dvc repro` runs the stages below in order "
-         "(prepare → train r0 → evaluate r0 → for each round: infer → pseudo-label → train → evaluate); run one "
+         "(prepare → train r0 → evaluate r0 → for each round: infer → confidence → pseudo-label → train → evaluate); run one "
          "by hand with the same arguments dvc.yaml gives it.",
     no_args_is_help=True,
     add_completion=False,
@@ -28,7 +29,7 @@ app = typer.Typer(
 )
 
 for name, command in (("check", check), ("prepare", prepare), ("train", train), ("evaluate", evaluate),
-                      ("infer", infer),
+                      ("infer", infer), ("confidence", confidence),
                       ("pseudo-label", pseudo_label), ("inspect", inspect), ("compare", compare),
                       ("predict", predict)):
     app.command(name)(reports_user_errors(command))

@@ -17,8 +17,8 @@ def infer(
     prepared: Path = typer.Option(Path("data/prepared"), help="Prepared-dataset directory."),
     outputs: Path = typer.Option(Path("outputs"), help="Root of the per-round output directories."),
 ) -> None:
-    """Write outputs/<round>/logits.zarr (unlabelled split) and labeled_logits.zarr (labelled split, used to fit
-    the temperature).
+    """Write outputs/<round>/labeled_logits.zarr (labelled split) and logits.zarr (unlabelled split, with the
+    temperature fitted on the labelled one).
 
     With distributed.processes N > 1 it runs as N processes under torchrun, each predicting whole shards of
     images; the stores are the same whatever N (on CPU: given the same threads per process).
@@ -37,14 +37,15 @@ def infer(
     settings, shard_size = InferenceSettings.from_params(p), images_per_shard(p)
 
     from pipeline_lib.distributed import process_group, relaunch_under_torchrun
-    from pipeline_lib.predict.logits import infer_round
+    from pipeline_lib.infer.round import infer_round
 
     if relaunch_under_torchrun(DistributedSettings.from_params(p).processes, own_arguments("infer", infer, arguments)):
         return
     with process_group() as run:
-        stores = infer_round(run, schedule, settings, shard_size, prepared, outputs)
+        stores, temperature = infer_round(run, schedule, settings, shard_size, prepared, outputs)
         if run.is_main:
-            typer.echo(f"{round_name}: teacher {schedule.teacher}'s logits → {', '.join(map(str, stores))}")
+            typer.echo(f"{round_name}: teacher {schedule.teacher}'s logits → {', '.join(map(str, stores))} "
+                       f"(fitted temperature T = {temperature:.4f} on the labelled split)")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""pseudo-label: thresholds from one streaming pass over the logits store, pseudo labels from a second."""
+"""pseudo-label: the thresholds of the method and α from the confidence histogram, the pseudo labels drawn from
+the confidence maps."""
 
 from __future__ import annotations
 
@@ -6,27 +7,40 @@ from pathlib import Path
 
 import typer
 
-from stages import run_standalone
+from stages import own_arguments, run_standalone
 
 
 def pseudo_label(
     round_name: str = typer.Option(..., "--round", help="The round (r1, r2…) whose pseudo labels to make."),
-    params: Path = typer.Option(Path("params.yaml"), help="Parameter file (reads pseudo_label.*, "
-                                "rounds.<round>.labeling_ratio and .teacher)."),
+    params: Path = typer.Option(Path("params.yaml"), help="Parameter file (reads pseudo_label.method and .seed, "
+                                "rounds.<round>.labeling_ratio and .teacher, distributed.processes)."),
     prepared: Path = typer.Option(Path("data/prepared"), help="Prepared-dataset directory."),
     outputs: Path = typer.Option(Path("outputs"), help="Root of the per-round output directories."),
 ) -> None:
-    """Write outputs/<round>/pseudo_labels.zarr, pseudo_label_stats.json and class_distribution.csv."""
-    from pipeline_lib.settings import Params, PseudoLabelSettings, self_training_round
+    """Write outputs/<round>/pseudo_labels.zarr, pseudo_label_stats.json, pseudo_label_metrics.json and
+    class_distribution.csv from outputs/<round>/confidences.zarr.
+
+    With distributed.processes N > 1 it runs as N processes under torchrun, each drawing whole shards; the
+    outputs are the same whatever N.
+    """
+    arguments = dict(locals())  # the options as given, for a relaunch under torchrun
+    from pipeline_lib.settings import DistributedSettings, Params, PseudoLabelSettings, self_training_round
 
     p = Params.load(params)
     settings, teacher = PseudoLabelSettings.from_params(p, round_name), self_training_round(p, round_name).teacher
 
+    from pipeline_lib.distributed import process_group, relaunch_under_torchrun
     from pipeline_lib.pseudo_label.round import pseudo_label_round
 
-    stats = pseudo_label_round(round_name, teacher, settings, prepared, outputs, report=typer.echo)
-    typer.echo(f"{round_name}: {settings.method} labelled {stats['fraction_labeled']:.3f} of pixels, "
-               f"KL(labelled‖pseudo) = {stats['kl_divergence']:.4f} → {outputs / round_name / 'pseudo_labels.zarr'}")
+    if relaunch_under_torchrun(DistributedSettings.from_params(p).processes,
+                               own_arguments("pseudo-label", pseudo_label, arguments)):
+        return
+    with process_group() as run:
+        stats = pseudo_label_round(round_name, teacher, settings, prepared, outputs, writers=run)
+        if run.is_main:
+            typer.echo(f"{round_name}: {settings.method} labelled {stats['fraction_labeled']:.3f} of pixels, "
+                       f"KL(labelled‖pseudo) = {stats['kl_divergence']:.4f} → "
+                       f"{outputs / round_name / 'pseudo_labels.zarr'}")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ rounds:
 
 class _RoundFiles(NamedTuple):
     logits: Path
+    confidences: Path
     pseudo_labels: Path
     pseudo_label_stats: Path
     pseudo_label_metrics: Path
@@ -109,7 +110,7 @@ def build_state(root: Path, variant: int = 0, method: str = "dars", driver: bool
 
     # outputs/r1/... by hand: pipeline_lib.config would import torch (seconds) into the DVC stage of the tests.
     round_dir = root / "outputs" / "r1"
-    paths = _RoundFiles(round_dir / "logits.zarr", round_dir / "pseudo_labels.zarr",
+    paths = _RoundFiles(round_dir / "logits.zarr", round_dir / "confidences.zarr", round_dir / "pseudo_labels.zarr",
                         round_dir / "pseudo_label_stats.json", round_dir / "pseudo_label_metrics.json",
                         round_dir / "class_distribution.csv")
     noise = np.random.default_rng(100 + variant)
@@ -139,6 +140,7 @@ def build_state(root: Path, variant: int = 0, method: str = "dars", driver: bool
                                             "seed": 0, "source_checkpoint_sha256": f"teacher-{variant}"},
                           images_per_shard=4)
         return
+    from pipeline_lib.confidence.run import run_confidences
     from pipeline_lib.pseudo_label.run import run_pseudo_labeling
 
     gt_paths = {s.id: s.label for s in splits["unlabeled"]}
@@ -146,10 +148,10 @@ def build_state(root: Path, variant: int = 0, method: str = "dars", driver: bool
     def ground_truth(image_id: str) -> np.ndarray | None:
         return None if gt_paths[image_id] is None else truths[image_id]
 
-    run_pseudo_labeling(paths.logits, paths.pseudo_labels, paths.pseudo_label_stats, paths.pseudo_label_metrics,
+    run_confidences(paths.logits, paths.confidences, workers=1)
+    run_pseudo_labeling(paths.confidences, paths.pseudo_labels, paths.pseudo_label_stats, paths.pseudo_label_metrics,
                         paths.class_distribution_plot, labeled_distribution=load_class_distribution(prepared),
-                        method=method, labeling_ratio=0.5,
-                        seed=0, temperature=1.0, ground_truth=ground_truth, workers=1)
+                        method=method, labeling_ratio=0.5, seed=0, ground_truth=ground_truth)
 
 
 def build_project(root: Path, variant: int = 0, method: str = "dars", driver: bool = True) -> Path:

@@ -107,8 +107,10 @@ CASES: dict[str, Case] = {
     "pseudo-label: unknown pseudo_label.method": Case(
         ("pseudo-label", "--round", "r1"), ("params.yaml", "pseudo_label.method", "'magic'"),
         lambda folder: write_params(folder, {"pseudo_label": {"method": "magic"}})),
-    "pseudo-label: missing logits": Case(
-        ("pseudo-label", "--round", "r1"), ("outputs/r1/logits.zarr", "not found"), prepared_cityscapes),
+    "confidence: missing logits": Case(
+        ("confidence", "--round", "r1"), ("outputs/r1/logits.zarr", "not found"), prepared_cityscapes),
+    "pseudo-label: missing confidences": Case(
+        ("pseudo-label", "--round", "r1"), ("outputs/r1/confidences.zarr", "not found"), prepared_cityscapes),
     "evaluate: unknown round": Case(
         ("evaluate", "--round", "r9"), ("'r9'", "params.yaml", "r0, r1, r2"), lambda folder: write_params(folder)),
     "evaluate: missing checkpoint": Case(

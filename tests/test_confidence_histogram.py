@@ -1,4 +1,5 @@
-"""The float16-bit-pattern histogram gives exact order statistics of pooled confidences."""
+"""The float16-bit-pattern histogram (confidence.histogram) and the exact order statistics read from its counts
+(pseudo_label.ranking)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline_lib.pseudo_label.histogram import ConfidenceHistogram, float16_value, smallest_bits_at_or_above
+from pipeline_lib.confidence.histogram import ConfidenceHistogram
+from pipeline_lib.pseudo_label.ranking import ConfidenceRanking, float16_value, smallest_bits_at_or_above
 
 FAST = settings(max_examples=60, deadline=None)
 
@@ -31,6 +33,7 @@ def test_kth_largest_equals_sorting(seed, num_classes, size, levels, data):
     confidence, prediction = random_batch(seed, num_classes, size, levels)
     histogram = ConfidenceHistogram(num_classes)
     histogram.add(confidence, prediction)
+    histogram = ConfidenceRanking(histogram.counts)
     for class_index in [None, *range(num_classes)]:
         values = confidence if class_index is None else confidence[prediction == class_index]
         descending = np.sort(values.astype(np.float64))[::-1]
@@ -50,8 +53,9 @@ def test_kth_largest_equals_sorting(seed, num_classes, size, levels, data):
        value=st.one_of(st.floats(-1.0, 2.0), st.sampled_from([0.0, 1.0, 0.5, np.inf, 1e6, 0.1, 1 / 3])))
 def test_count_at_or_above_equals_brute_force(seed, num_classes, size, value):
     confidence, prediction = random_batch(seed, num_classes, size, None)
-    histogram = ConfidenceHistogram(num_classes)
-    histogram.add(confidence, prediction)
+    counted = ConfidenceHistogram(num_classes)
+    counted.add(confidence, prediction)
+    histogram = ConfidenceRanking(counted.counts)
     exact = confidence.astype(np.float64)
     assert histogram.count_at_or_above(None, value) == np.count_nonzero(exact >= value)
     for class_index in range(num_classes):
@@ -80,7 +84,7 @@ def test_merge_equals_adding_everything_to_one(seed, num_classes, parts):
     np.testing.assert_array_equal(merged.counts, together.counts)
     assert merged.total() == sum(c.size for c, _ in batches)
     np.testing.assert_array_equal(
-        merged.predicted_per_class(),
+        ConfidenceRanking(merged.counts).predicted_per_class(),
         np.bincount(np.concatenate([p for _, p in batches]), minlength=num_classes))
 
 
@@ -89,6 +93,8 @@ def test_values_above_one_keep_their_order():
     histogram = ConfidenceHistogram(2)
     histogram.add(np.array([0.5, 1.0], np.float16), np.array([0, 1]))
     histogram.add(np.array([2.0, 65504.0, np.inf, 0.25], np.float16), np.array([0, 0, 1, 1]))
+    assert histogram.total() == 6
+    histogram = ConfidenceRanking(histogram.counts)
     assert histogram.kth_largest(None, 1) == np.inf
     assert histogram.kth_largest(None, 2) == 65504.0
     assert histogram.kth_largest(0, 3) == 0.5
@@ -102,7 +108,7 @@ def test_two_dimensional_images_and_int_predictions_are_accepted():
     prediction = np.arange(12).reshape(3, 4) % 3
     histogram = ConfidenceHistogram(3)
     histogram.add(confidence, prediction)
-    np.testing.assert_array_equal(histogram.predicted_per_class(), [4, 4, 4])
+    np.testing.assert_array_equal(ConfidenceRanking(histogram.counts).predicted_per_class(), [4, 4, 4])
     histogram.add(np.zeros((0, 4), np.float16), np.zeros((0, 4), np.uint8))  # empty: a no-op
     assert histogram.total() == 12
 
@@ -132,6 +138,13 @@ def test_constructor_and_merge_check_the_class_count():
     with pytest.raises(ValueError, match="merge"):
         ConfidenceHistogram(3).merge(ConfidenceHistogram(4))
     with pytest.raises(ValueError):
-        ConfidenceHistogram(3).count_at_or_above(0, np.nan)
+        ConfidenceRanking(ConfidenceHistogram(3).counts).count_at_or_above(0, np.nan)
     with pytest.raises(ValueError):
-        ConfidenceHistogram(3).kth_largest(3, 1)
+        ConfidenceRanking(ConfidenceHistogram(3).counts).kth_largest(3, 1)
+
+
+@pytest.mark.parametrize("counts", [np.zeros((2, 100), np.int64), np.zeros((2, 1 << 16), np.float64),
+                                    -np.ones((2, 1 << 16), np.int64), np.zeros(1 << 16, np.int64)])
+def test_ranking_refuses_counts_that_are_not_a_histogram(counts):
+    with pytest.raises(ValueError, match="counts"):
+        ConfidenceRanking(counts)

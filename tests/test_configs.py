@@ -22,6 +22,7 @@ from pipeline_lib.predict.inference import resolve_sliding
 from pipeline_lib.pseudo_label.rules import METHODS
 from pipeline_lib.settings import (
     BASELINE_ROUND,
+    ConfidenceSettings,
     InferenceSettings,
     Params,
     TrainSettings,
@@ -75,7 +76,7 @@ def test_every_stage_reads_it(config):
     p.get("pseudo_label.method", str, one_of(*METHODS))
     p.get("pseudo_label.temperature_scaling", bool)
     p.get("pseudo_label.seed", int)
-    p.get("pseudo_label.workers", int, positive)
+    ConfidenceSettings.from_params(p)
     p.get("self_training.pseudo_fraction", float)
     explicit = p.raw("evaluate.tail_classes", None)
     names = [f"class{i}" for i in range(19)]

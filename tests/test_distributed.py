@@ -1,5 +1,6 @@
 """Several processes per stage: shard ownership, the shared atomic store, batch and loss splitting, and real
-2-process gloo runs of the infer and train stages under torchrun (CPU)."""
+2-process gloo runs of the infer, confidence, pseudo-label and train stages under torchrun (CPU); the
+temperature infer fits and the confidence stage divides by."""
 
 from __future__ import annotations
 
@@ -17,7 +18,13 @@ from hypothesis import strategies as st
 from pipeline_lib.atomic import atomic_path
 from pipeline_lib.data.classes import CITYSCAPES
 from pipeline_lib.data.synthetic.dataset import prepare_synthetic
-from pipeline_lib.distributed import rank_seed, relaunch_under_torchrun, torchrun_command, under_torchrun
+from pipeline_lib.distributed import (
+    launcher_environment,
+    rank_seed,
+    relaunch_under_torchrun,
+    torchrun_command,
+    under_torchrun,
+)
 from pipeline_lib.errors import UserError
 from pipeline_lib.models.build import build_model
 from pipeline_lib.models.checkpoint import save_checkpoint
@@ -203,6 +210,18 @@ def test_torchrun_detection_and_command():
                            "infer", "--round", "r1"]
 
 
+def test_srun_variables_are_mapped_as_torchrun_s():
+    slurm = {"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1", "MASTER_ADDR": "node0"}
+    assert launcher_environment(slurm) == {"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1",
+                                           "MASTER_ADDR": "node0", "MASTER_PORT": "29500"}
+    assert launcher_environment({**slurm, "SLURM_NTASKS": "1"}) is None  # an allocation's single task: no group
+    assert launcher_environment({}) is None
+    torchrun = {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "a", "MASTER_PORT": "1"}
+    assert launcher_environment({**slurm, **torchrun}) == torchrun  # torchrun's own variables win
+    with pytest.raises(UserError, match="MASTER_ADDR is not set"):
+        launcher_environment({k: v for k, v in slurm.items() if k != "MASTER_ADDR"})
+
+
 def test_one_process_is_not_relaunched(monkeypatch):
     monkeypatch.setattr("subprocess.Popen", lambda *a, **k: pytest.fail("must not start processes"))
     assert relaunch_under_torchrun(1, ["train"]) is False
@@ -229,7 +248,6 @@ def project(tmp_path_factory) -> Path:
     params["train"].update(iterations=4, batch_size=4, crop_size=64, checkpoint_every=2, log_every=2,
                            num_workers=0)
     params["inference"]["images_per_shard"] = 2
-    params["pseudo_label"]["workers"] = 1
     for processes in (1, 2):
         params["distributed"] = {"processes": processes, "sync_batchnorm": False}
         (root / f"params{processes}.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -254,7 +272,8 @@ def outputs_with_teacher(project: Path, name: str) -> Path:
 
 
 @needs_gloo
-def test_two_processes_write_the_same_logits_and_pseudo_labels_as_one(project, torchrun_env, capfd):
+def test_two_processes_write_the_same_logits_confidences_and_pseudo_labels_as_one(project, torchrun_env, capfd):
+    from stages.confidence import confidence
     from stages.infer import infer
     from stages.pseudo_label import pseudo_label
 
@@ -263,10 +282,11 @@ def test_two_processes_write_the_same_logits_and_pseudo_labels_as_one(project, t
         outputs = outputs_with_teacher(project, f"infer{processes}")
         args = dict(round_name="r1", params=project / f"params{processes}.yaml", prepared=project / "prepared",
                     outputs=outputs)
-        infer(**args)
-        pseudo_label(**args)
+        for stage in (infer, confidence, pseudo_label):
+            stage(**args)
+            if processes == 2:  # each stage really went through torchrun
+                assert "running 2 processes" in capfd.readouterr().out
         runs[processes] = outputs / "r1"
-    assert "running 2 processes" in capfd.readouterr().out  # the second run really went through torchrun
 
     for store in ("logits.zarr", "labeled_logits.zarr"):
         one, two = LogitsStore.open(runs[1] / store), LogitsStore.open(runs[2] / store)
@@ -274,9 +294,13 @@ def test_two_processes_write_the_same_logits_and_pseudo_labels_as_one(project, t
         for (i, a), (_, b) in zip(one.iter_logits(), two.iter_logits()):
             assert np.array_equal(a, b), f"{store}: image {one.image_ids[i]} differs"
         assert store_files(runs[2] / store) == store_files(runs[1] / store)
+    # The histograms summed over ranks, the thresholds shared, each rank's shards: the very same bytes.
+    for store in ("confidences.zarr", "pseudo_labels.zarr"):
+        assert store_files(runs[2] / store) == store_files(runs[1] / store), store
     labels_one, labels_two = (PseudoLabelStore.open(runs[p] / "pseudo_labels.zarr") for p in (1, 2))
     assert all(np.array_equal(labels_one.label(i), labels_two.label(i)) for i in range(len(labels_one)))
-    assert (runs[1] / "pseudo_label_stats.json").read_text() == (runs[2] / "pseudo_label_stats.json").read_text()
+    for name in ("pseudo_label_stats.json", "pseudo_label_metrics.json", "class_distribution.csv"):
+        assert (runs[1] / name).read_text() == (runs[2] / name).read_text(), name
     assert not [p for p in runs[2].iterdir() if p.name.startswith(".")]  # no temporary store left behind
 
 
@@ -305,3 +329,79 @@ def test_two_process_training_resumes_after_a_crash_and_writes_the_checkpoint(pr
     losses = (outputs / "r0" / "train_log" / "train" / "loss.tsv").read_text().split()
     assert losses[:2] == ["step", "loss"] and losses[2::2] == ["2", "4"]  # the resumed log carries on
     assert not (resume / "r0").exists()
+
+
+def test_infer_records_the_fitted_temperature_and_confidence_divides_by_it_only_when_asked(project, torchrun_env):
+    from pipeline_lib.data.prepared import load_label, load_spec, read_split
+    from pipeline_lib.infer.temperature import fit_temperature
+    from pipeline_lib.stores.confidence_store import ConfidenceStore
+    from stages.confidence import confidence
+    from stages.infer import infer
+
+    outputs = outputs_with_teacher(project, "temperature")
+    args = dict(round_name="r1", params=project / "params1.yaml", prepared=project / "prepared", outputs=outputs)
+    infer(**args)
+    labeled_logits = LogitsStore.open(outputs / "r1" / "labeled_logits.zarr")
+    spec, labeled = load_spec(project / "prepared"), read_split(project / "prepared", "labeled")
+    fitted = fit_temperature([labeled_logits.logits(i) for i in range(len(labeled))],
+                             [load_label(s.label, spec) for s in labeled])
+    assert LogitsStore.open(outputs / "r1" / "logits.zarr").attrs["fitted_temperature"] == fitted != 1.0
+
+    confidence(**args)
+    plain = ConfidenceStore.open(outputs / "r1" / "confidences.zarr")
+    assert plain.temperature == 1.0
+    plain_maps = plain.maps(0)
+    params = yaml.safe_load((project / "params1.yaml").read_text())
+    params["pseudo_label"]["temperature_scaling"] = True
+    (project / "params_ts.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    confidence(**{**args, "params": project / "params_ts.yaml"})
+    scaled = ConfidenceStore.open(outputs / "r1" / "confidences.zarr")
+    assert scaled.temperature == fitted
+    assert np.array_equal(scaled.maps(0)[1], plain_maps[1])  # the same classes, other confidences
+    assert not np.array_equal(scaled.maps(0)[0], plain_maps[0])
+
+
+@needs_gloo
+def test_two_srun_tasks_write_what_one_process_writes(project, torchrun_env, tmp_path):
+    """Two processes started as srun starts them (SLURM's variables only), as on a cluster."""
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import sys
+
+    from stages.confidence import confidence
+    from stages.infer import infer
+    from stages.pseudo_label import pseudo_label
+
+    single = outputs_with_teacher(project, "srun1")
+    args = dict(round_name="r1", params=project / "params1.yaml", prepared=project / "prepared", outputs=single)
+    for stage in (infer, confidence, pseudo_label):
+        stage(**args)
+    tasks = tmp_path / "outputs"
+    (tasks / "r1").mkdir(parents=True)
+    shutil.copytree(single / "r0", tasks / "r0")
+    for store in ("logits.zarr", "labeled_logits.zarr"):
+        shutil.copytree(single / "r1" / store, tasks / "r1" / store)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_NAMES}
+    env.update(OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), SLURM_NTASKS="2",
+               PYTHONPATH=str(REPO))
+    for stage in ("confidence", "pseudo-label"):
+        command = [sys.executable, "-m", "stages.cli", stage, "--round", "r1", "--params", str(project / "params2.yaml"),
+                   "--prepared", str(project / "prepared"), "--outputs", str(tasks)]
+        ranks = [subprocess.Popen(command, env={**env, "SLURM_PROCID": str(r), "SLURM_LOCALID": str(r)},
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in (0, 1)]
+        outputs = [rank.communicate(timeout=300)[0] for rank in ranks]
+        assert [rank.returncode for rank in ranks] == [0, 0], outputs
+        assert "running 2 processes" not in outputs[0]  # joined srun's group, did not start torchrun
+    for name in ("confidences.zarr", "pseudo_labels.zarr"):
+        assert store_files(tasks / "r1" / name) == store_files(single / "r1" / name), name
+    assert (tasks / "r1" / "pseudo_label_stats.json").read_text() == \
+        (single / "r1" / "pseudo_label_stats.json").read_text()
+
+
+TORCHRUN_NAMES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID", "SLURM_NTASKS",
+                  "SLURM_LOCALID")

@@ -131,7 +131,7 @@ def test_a_package_is_listed_whole_only_when_the_stage_runs_all_of_it():
 def test_the_closure_follows_imports_into_nested_packages():
     closure = import_closure("stages/pseudo_label.py")
     assert {"stages/__init__.py", "pipeline_lib/__init__.py", "pipeline_lib/pseudo_label/__init__.py",
-            "pipeline_lib/pseudo_label/rules.py", "pipeline_lib/pseudo_label/histogram.py",
+            "pipeline_lib/pseudo_label/rules.py", "pipeline_lib/pseudo_label/ranking.py",
             "pipeline_lib/stores/sharded_stack.py"} <= closure
     assert "pipeline_lib/inspection/report.py" not in closure  # inspection code is no stage's business
 
@@ -150,3 +150,10 @@ def test_the_closure_sees_nested_relative_and_lazy_imports(tmp_path, monkeypatch
     assert import_closure("pipeline_lib/a/b/deep.py") == {
         "pipeline_lib/__init__.py", "pipeline_lib/a/__init__.py", "pipeline_lib/a/b/__init__.py",
         "pipeline_lib/a/b/deep.py", "pipeline_lib/a/leaf.py", "pipeline_lib/a/b/lazy.py"}
+
+
+def test_editing_a_rule_does_not_rerun_the_confidences_nor_editing_the_softmax_the_labelling():
+    confidence, labelling = expected_code_deps("stages/confidence.py"), expected_code_deps("stages/pseudo_label.py")
+    assert "pipeline_lib/confidence" in confidence and "pipeline_lib/pseudo_label" in labelling
+    assert not any(d.startswith("pipeline_lib/pseudo_label") for d in confidence)
+    assert not any(d.startswith(("pipeline_lib/confidence", "pipeline_lib/predict")) for d in labelling)

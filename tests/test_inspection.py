@@ -268,7 +268,7 @@ def test_report_has_every_panel_of_every_image(report, project):
 
 
 def test_panels_show_the_stored_labels_and_confidences(report, project):
-    from pipeline_lib.pseudo_label.confidence import confidence_and_prediction
+    from pipeline_lib.confidence.maps import confidence_and_prediction
 
     out, _ = report
     store = PseudoLabelStore.open(project / "outputs/r1/pseudo_labels.zarr")

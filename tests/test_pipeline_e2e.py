@@ -62,7 +62,14 @@ def repro_ran_stages(root) -> list[str]:
     return sorted(line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage"))
 
 
-def test_round2_labeling_ratio_reruns_only_round2(project):
+def test_labeling_ratio_reruns_the_labelling_not_the_confidences(project):
+    # α reruns the labelling pass only: the teacher's confidences and their histogram stay cached.
+    set_param(project, "rounds.r1.labeling_ratio", 0.3)
+    try:
+        assert dry_run_stages(project) == ["pseudo_label@r1"]
+        assert "confidence@r1" not in changed_stages(project)
+    finally:
+        set_param(project, "rounds.r1.labeling_ratio", 0.2)
     set_param(project, "rounds.r2.labeling_ratio", 0.3)
     try:
         # Only the directly affected stage is known before running; the rest follows from its new output.
@@ -74,10 +81,19 @@ def test_round2_labeling_ratio_reruns_only_round2(project):
     assert dry_run_stages(project) == []
 
 
-def test_seeded_rerun_gives_identical_pseudo_labels(project):
+def test_seeded_rerun_gives_identical_confidences_and_pseudo_labels(project):
     lock_before = (project / "dvc.lock").read_text()
+    dvc(project, "repro", "--force", "--single-item", "confidence@r1")
     dvc(project, "repro", "--force", "--single-item", "pseudo_label@r1")
     assert (project / "dvc.lock").read_text() == lock_before
+
+
+def test_temperature_scaling_reruns_the_confidences_not_the_inference(project):
+    set_param(project, "pseudo_label.temperature_scaling", True)
+    try:
+        assert dry_run_stages(project) == ["confidence@r1", "confidence@r2"]
+    finally:
+        set_param(project, "pseudo_label.temperature_scaling", False)
 
 
 def test_experiment_compare(project):
@@ -126,12 +142,15 @@ def changed_stages(root) -> set[str]:
 @pytest.mark.parametrize("module, affected, unaffected", [
     # The training loop is no business of pseudo-labelling or evaluation.
     ("pipeline_lib/train/loop.py", {"train_r0", "train@r1", "train@r2"},
-     {"pseudo_label@r1", "pseudo_label@r2", "evaluate_r0", "evaluate@r1", "evaluate@r2", "infer@r1", "infer@r2",
-      "prepare"}),
-    # A pseudo-label rule is no business of training, evaluation or inference.
+     {"pseudo_label@r1", "pseudo_label@r2", "confidence@r1", "confidence@r2", "evaluate_r0", "evaluate@r1",
+      "evaluate@r2", "infer@r1", "infer@r2", "prepare"}),
+    # A pseudo-label rule is no business of training, evaluation, inference or the teacher's confidences.
     ("pipeline_lib/pseudo_label/rules.py", {"pseudo_label@r1", "pseudo_label@r2"},
-     {"train_r0", "evaluate_r0", "infer@r1", "infer@r2", "train@r1", "train@r2", "evaluate@r1", "evaluate@r2",
-      "prepare"}),
+     {"train_r0", "evaluate_r0", "infer@r1", "infer@r2", "confidence@r1", "confidence@r2", "train@r1", "train@r2",
+      "evaluate@r1", "evaluate@r2", "prepare"}),
+    # Nor is the softmax of the labelling (it reads the confidences).
+    ("pipeline_lib/confidence/maps.py", {"confidence@r1", "confidence@r2"},
+     {"pseudo_label@r1", "pseudo_label@r2", "infer@r1", "train@r1", "evaluate@r1", "prepare"}),
 ])
 def test_editing_a_module_affects_only_the_stages_that_run_it(project, module, affected, unaffected):
     path = project / module

@@ -13,9 +13,8 @@ import torch.nn.functional as F
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from pipeline_lib.errors import UserError
-from pipeline_lib.predict.upsample import upsample_logits
-from pipeline_lib.pseudo_label.confidence import (
+from pipeline_lib.confidence.histogram import ConfidenceHistogram
+from pipeline_lib.confidence.maps import (
     _MIN_UPSAMPLED_EXTENT,
     _SUM_ALIGN_PIXELS,
     BAND_ROWS,
@@ -23,7 +22,8 @@ from pipeline_lib.pseudo_label.confidence import (
     _row_bands,
     confidence_and_prediction,
 )
-from pipeline_lib.pseudo_label.histogram import ConfidenceHistogram
+from pipeline_lib.errors import UserError
+from pipeline_lib.predict.upsample import upsample_logits
 from pipeline_lib.pseudo_label.rules import (
     METHODS,
     ClassThresholds,
@@ -89,11 +89,12 @@ def make_images(seed: int, num_classes: int, num_images: int, side: int, tie_lev
     return list(pooled.reshape(shape)), list(classes.reshape(shape))
 
 
-def histogram_of(confidences, predictions, num_classes: int) -> ConfidenceHistogram:
+def histogram_of(confidences, predictions, num_classes: int) -> np.ndarray:
+    """The histogram counts of the images, as the confidence stage stores them."""
     histogram = ConfidenceHistogram(num_classes)
     for confidence, prediction in zip(confidences, predictions):
         histogram.add(confidence, prediction)
-    return histogram
+    return histogram.counts
 
 
 def label_all(confidences, predictions, thresholds: ClassThresholds, seed: int = 0) -> list[np.ndarray]:
@@ -289,7 +290,7 @@ def test_tiny_ratio_keeps_nothing_rather_than_failing():
         assert np.all(label_all(confidences, predictions, thresholds)[0] == 255)
     # CBST's rank is floor(α·P_j) + 1: the most confident pixel of each predicted class, as the authors'.
     thresholds = compute_thresholds(histogram, "cbst", 0.01, np.array([0.5, 0.5]))
-    predicted = histogram.predicted_per_class()
+    predicted = histogram.sum(axis=1)
     assert np.all(thresholds.target_count == np.minimum(1, predicted))
 
 

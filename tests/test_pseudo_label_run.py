@@ -1,20 +1,25 @@
-"""The streaming two-pass pseudo-label driver, end to end on a tiny soft-prediction store."""
+"""The confidence pass (logits store → confidence store) and the labelling pass (confidence store → pseudo labels
+and statistics), end to end on a tiny soft-prediction store."""
 
 from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from pipeline_lib.confidence.histogram import ConfidenceHistogram
+from pipeline_lib.confidence.maps import confidence_and_prediction
+from pipeline_lib.confidence.run import run_confidences
 from pipeline_lib.errors import UserError
-from pipeline_lib.pseudo_label.confidence import confidence_and_prediction
-from pipeline_lib.pseudo_label.histogram import ConfidenceHistogram
 from pipeline_lib.pseudo_label.rules import assign_pseudo_labels, compute_thresholds
 from pipeline_lib.pseudo_label.run import run_pseudo_labeling
 from pipeline_lib.pseudo_label.statistics import KL_EPSILON, kl_divergence
+from pipeline_lib.stores.confidence_store import ConfidenceStore
 from pipeline_lib.stores.logits_store import LogitsStore, write_logits_store
 from pipeline_lib.stores.pseudo_label_store import PseudoLabelStore
 
@@ -39,12 +44,16 @@ def store(tmp_path_factory) -> Path:
 
 
 def run(store: Path, out: Path, method="dars", ratio=0.3, seed=7, workers=2, temperature=1.0, ground_truth=None):
+    """Both passes, as the confidence and pseudo_label stages run them."""
     out.mkdir(parents=True, exist_ok=True)
-    stats = run_pseudo_labeling(store, out / "labels.zarr", out / "stats.json", out / "metrics.json",
-                                out / "classes.csv", SHARES,
-                                method, ratio, seed, temperature=temperature, ground_truth=ground_truth,
-                                workers=workers)
-    return stats
+    run_confidences(store, out / "confidences.zarr", temperature=temperature, workers=workers)
+    return label(out, method, ratio, seed, ground_truth)
+
+
+def label(out: Path, method="dars", ratio=0.3, seed=7, ground_truth=None):
+    """The labelling pass alone, from ``out``'s confidence store."""
+    return run_pseudo_labeling(out / "confidences.zarr", out / "labels.zarr", out / "stats.json", out / "metrics.json",
+                               out / "classes.csv", SHARES, method, ratio, seed, ground_truth=ground_truth)
 
 
 def output_bytes(out: Path) -> dict[str, bytes]:
@@ -57,7 +66,7 @@ def test_outputs_identical_for_any_worker_count_and_on_rerun(store, tmp_path):
     run(store, tmp_path / "w3", workers=3)
     run(store, tmp_path / "again", workers=2)
     reference = output_bytes(tmp_path / "w1")
-    assert {"labels.zarr/zarr.json", "stats.json", "classes.csv"} <= set(reference)
+    assert {"labels.zarr/zarr.json", "confidences.zarr/zarr.json", "stats.json", "classes.csv"} <= set(reference)
     for name in ("w2", "w3", "again"):
         assert output_bytes(tmp_path / name) == reference
 
@@ -70,7 +79,11 @@ def test_labels_equal_the_pure_rules_applied_image_by_image(store, tmp_path, met
     histogram = ConfidenceHistogram(len(CLASSES))
     for confidence, prediction in maps:
         histogram.add(confidence, prediction)
-    thresholds = compute_thresholds(histogram, method, 0.3, SHARES)
+    thresholds = compute_thresholds(histogram.counts, method, 0.3, SHARES)
+    stored = ConfidenceStore.open(tmp_path / "confidences.zarr", expect_classes=CLASSES, expect_image_ids=IDS)
+    assert np.array_equal(stored.histogram_counts(), histogram.counts) and stored.temperature == 1.5
+    for i, (confidence, prediction) in enumerate(maps):
+        assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(stored.maps(i), maps[i]))
     labels = PseudoLabelStore.open(tmp_path / "labels.zarr", expect_classes=CLASSES, expect_image_ids=IDS)
     for i, (confidence, prediction) in enumerate(maps):
         expected = assign_pseudo_labels(confidence, prediction, thresholds, 7, i)
@@ -182,7 +195,7 @@ def test_interrupted_run_leaves_no_output_and_keeps_old_one(store, tmp_path):
     fresh = tmp_path / "fresh"
     with pytest.raises(KeyboardInterrupt):
         run(store, fresh, ground_truth=crashing_truth)
-    assert list(fresh.iterdir()) == []
+    assert [p.name for p in fresh.iterdir()] == ["confidences.zarr"]  # the finished first pass stays
 
 
 def test_bad_inputs_are_refused(store, tmp_path):
@@ -193,8 +206,11 @@ def test_bad_inputs_are_refused(store, tmp_path):
     with pytest.raises(UserError, match="temperature"):
         run(store, tmp_path, temperature=0.0)
     with pytest.raises(UserError, match=r"shape \(3,\), the store has 4 classes"):
+        run_pseudo_labeling(tmp_path / "confidences.zarr", tmp_path / "l", tmp_path / "s.json", tmp_path / "m.json",
+                            tmp_path / "c.csv", SHARES[:3], "dars", 0.2, 0)
+    with pytest.raises(UserError, match="not a confidence store"):
         run_pseudo_labeling(store, tmp_path / "l", tmp_path / "s.json", tmp_path / "m.json", tmp_path / "c.csv",
-                            SHARES[:3], "dars", 0.2, 0)
+                            SHARES, "dars", 0.2, 0)
     with pytest.raises(UserError, match="not found"):
         run(tmp_path / "no_store", tmp_path)
     assert not (tmp_path / "labels.zarr").exists() and not (tmp_path / "stats.json").exists()
@@ -220,7 +236,22 @@ def test_banded_workers_write_the_bytes_of_whole_image_ones(tmp_path, monkeypatc
     write_logits_store(path, ["a", "b", "c"], label_sizes, logit_sizes, CLASSES, lambda i: logits[i],
                        {"output_stride": 8, "checkpoint_sha256": "b" * 64, "model_arch": "toy", "split": "unlabeled"},
                        images_per_shard=2)
-    monkeypatch.setattr("pipeline_lib.pseudo_label.run.os.cpu_count", lambda: 2)
-    for workers in (1, 2, 3):
-        run(path, tmp_path / f"w{workers}", method="dars", workers=workers, temperature=1.3)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for workers in (1, 2, 3):
+            run(path, tmp_path / f"w{workers}", method="dars", workers=workers, temperature=1.3)
+    finally:
+        torch.set_num_threads(threads)
     assert output_bytes(tmp_path / "w2") == output_bytes(tmp_path / "w1") == output_bytes(tmp_path / "w3")
+
+
+def test_changing_the_rule_reads_the_confidences_only(store, tmp_path):
+    run(store, tmp_path / "both", method="dars", ratio=0.3)
+    (tmp_path / "again").mkdir()
+    shutil.copytree(tmp_path / "both" / "confidences.zarr", tmp_path / "again" / "confidences.zarr")
+    label(tmp_path / "again", method="dars", ratio=0.3)  # no logits store in sight
+    assert output_bytes(tmp_path / "again") == output_bytes(tmp_path / "both")
+    other = label(tmp_path / "again", method="cbst", ratio=0.5)
+    assert other == run(store, tmp_path / "cbst", method="cbst", ratio=0.5)
+

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline_lib.errors import UserError
-from pipeline_lib.pseudo_label.temperature import MAX_TEMPERATURE, MIN_TEMPERATURE, fit_temperature, sample_valid_pixels
+from pipeline_lib.infer.temperature import MAX_TEMPERATURE, MIN_TEMPERATURE, fit_temperature, sample_valid_pixels
 
 NUM_CLASSES = 5
 NATIVE = (16, 16)

@@ -276,7 +276,7 @@ class RoundArtifacts:
         """Max softmax probability at label resolution, with the temperature the labels were made with."""
         if self.logits is None:
             return None
-        from pipeline_lib.pseudo_label.confidence import confidence_and_prediction
+        from pipeline_lib.confidence.maps import confidence_and_prediction
 
         index = self.logits.image_ids.index(image_id)
         confidence, _ = confidence_and_prediction(self.logits.logits(index), self.logits.label_sizes[index],

@@ -1,2 +1,2 @@
-"""Pseudo-labelling: the paper's rules (ST, CBST, DA, DARS), the confidence computation they run on, the
-exact confidence histogram, temperature scaling, the two-pass streaming run and its statistics."""
+"""Pseudo-labelling: the paper's rules (ST, CBST, DA, DARS) applied to a teacher's confidence store, the
+labelling pass and its statistics."""

@@ -1,10 +1,10 @@
 """Pseudo-label selection rules: ST, CBST, DA and DARS, as pure functions over arrays.
 
 Every rule works on each unlabelled pixel's float16 confidence (max softmax probability at label
-resolution, from :mod:`pipeline_lib.pseudo_label.confidence`) and its predicted class, in two passes:
-pass 1 pools the confidences of all images into a :class:`ConfidenceHistogram` and
-:func:`compute_thresholds` turns it into per-class thresholds; pass 2 calls :func:`assign_pseudo_labels`
-on each image.
+resolution, from :mod:`pipeline_lib.confidence.maps`) and its predicted class, in two passes:
+the confidence stage pools the confidences of all images into a histogram and :func:`compute_thresholds`
+turns its counts into per-class thresholds; the labelling pass calls :func:`assign_pseudo_labels` on each
+image.
 
 - **ST**: one global threshold, the floor(α·N)-th largest confidence over all N unlabelled pixels.
 - **CBST**: per class, the (floor(α·P_j) + 1)-th largest of the P_j confidences predicted as class j
@@ -36,7 +36,7 @@ import numpy as np
 
 from pipeline_lib.data.classes import IGNORE_INDEX
 from pipeline_lib.errors import UserError
-from pipeline_lib.pseudo_label.histogram import ConfidenceHistogram, checked_pair
+from pipeline_lib.pseudo_label.ranking import ConfidenceRanking
 
 METHODS: tuple[str, ...] = ("st", "cbst", "da", "dars")
 
@@ -163,12 +163,24 @@ def _thresholds_from_order_statistics(method: str, labeling_ratio: float, labele
     return ClassThresholds(method, threshold, keep, target, above)
 
 
-def compute_thresholds(histogram: ConfidenceHistogram, method: str, labeling_ratio: float,
+def compute_thresholds(histogram_counts: np.ndarray, method: str, labeling_ratio: float,
                        labeled_shares: np.ndarray) -> ClassThresholds:
-    """Exact thresholds of ``method`` from the pooled confidences of all unlabelled pixels."""
-    return _thresholds_from_order_statistics(method, labeling_ratio, labeled_shares,
-                                             histogram.predicted_per_class(), histogram.kth_largest,
-                                             histogram.count_at_or_above)
+    """Exact thresholds of ``method`` from the pooled confidences of all unlabelled pixels: their histogram's
+    (C, 65536) counts (``ConfidenceHistogram.counts``, or a confidence store's)."""
+    ranking = ConfidenceRanking(histogram_counts)
+    return _thresholds_from_order_statistics(method, labeling_ratio, labeled_shares, ranking.predicted_per_class(),
+                                             ranking.kth_largest, ranking.count_at_or_above)
+
+
+def checked_pair(confidence: np.ndarray, prediction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(confidence, prediction)`` as arrays, refusing non-float16 confidences or mismatched shapes."""
+    confidence = np.asarray(confidence)
+    prediction = np.asarray(prediction)
+    if confidence.dtype != np.float16:
+        raise ValueError(f"confidence must be float16, got {confidence.dtype}")
+    if confidence.shape != prediction.shape:
+        raise ValueError(f"confidence shape {confidence.shape} differs from prediction shape {prediction.shape}")
+    return confidence, prediction
 
 
 def _drop_count(kept: int, target: int, above: int) -> int:

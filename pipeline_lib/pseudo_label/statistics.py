@@ -35,6 +35,15 @@ class PixelTally:
         zeros = lambda: np.zeros(num_classes, np.int64)  # noqa: E731
         return cls(zeros(), zeros(), zeros())
 
+    def as_array(self) -> np.ndarray:
+        """(3 * C + 1,) int64: the counts in one array, to be summed over processes."""
+        return np.concatenate([self.final_counts, self.correct, self.judged, [self.images_with_truth]]).astype(np.int64)
+
+    @classmethod
+    def from_array(cls, values: np.ndarray) -> "PixelTally":
+        final, correct, judged = np.split(np.asarray(values[:-1], np.int64), 3)
+        return cls(final, correct, judged, int(values[-1]))
+
 
 def kl_divergence(labeled_shares: np.ndarray, pseudo_counts: np.ndarray, epsilon: float = KL_EPSILON) -> float:
     """KL(labelled || pseudo) in nats between the class distributions, ``epsilon`` added to both shares."""

@@ -161,11 +161,10 @@ class LogitsStore(StackReader):
         """``(first_index, block)`` per shard, block ``(k, C, h_max, w_max)`` padded; crop with :meth:`crop`."""
         return self.iter_blocks()
 
-    def iter_logits(self) -> Iterator[tuple[int, np.ndarray]]:
-        """``(index, logits)`` for every image in order, reading one shard at a time."""
-        for first, block in self.iter_shards():
-            for offset, padded in enumerate(block):
-                yield first + offset, self.crop(first + offset, padded)
+    def iter_logits(self, images: Sequence[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """``(index, logits)`` for every image in order, or for ``images`` only, reading one shard at a time."""
+        for index, padded in self.iter_padded(images):
+            yield index, self.crop(index, padded)
 
 
 def _check_classes(found: list[str], expected: list[str], where: str) -> None:

@@ -13,22 +13,27 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
 from zarr.codecs import ZstdCodec
 
-from pipeline_lib.atomic import atomic_path
 from pipeline_lib.data.classes import IGNORE_INDEX
 from pipeline_lib.errors import UserError
 from pipeline_lib.stores.sharded_stack import (
+    SingleWriter,
     StackReader,
     StoreLike,
+    StoreWriters,
+    atomic_store_dir,
     check_same_ids,
     create_stack,
     max_size,
     open_stack,
+    owned_images,
+    shards_of_writer,
     write_stack,
 )
 
@@ -41,11 +46,13 @@ REQUIRED_ATTRS = ("format_version", "class_names", "image_ids", "label_sizes", *
 
 def write_label_store(path: str | os.PathLike, image_ids: Sequence[str], label_sizes: Sequence[tuple[int, int]],
                       class_names: Sequence[str], labels: Iterable[np.ndarray], attrs: dict[str, Any],
-                      images_per_shard: int = 16) -> None:
+                      images_per_shard: int = 16, writers: StoreWriters = SingleWriter()) -> None:
     """Write the masks yielded by ``labels`` (in image order, ``(H_i, W_i)`` uint8 each), atomically.
 
     ``labels`` is consumed lazily, one shard of images at a time. ``attrs`` must give the provenance keys
-    method, labeling_ratio, temperature, seed and source_checkpoint_sha256.
+    method, labeling_ratio, temperature, seed and source_checkpoint_sha256. With several ``writers``
+    (processes, each calling this with the same arguments), ``labels`` yields only the masks of the images
+    this writer owns (``sharded_stack.owned_images``); the store is the same whatever the number of writers.
     """
     count = len(image_ids)
     if len(label_sizes) != count:
@@ -61,7 +68,7 @@ def write_label_store(path: str | os.PathLike, image_ids: Sequence[str], label_s
     num_classes = len(class_names)
 
     def checked(items: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        for index, mask in enumerate(items):
+        for index, mask in zip(owned_images(count, images_per_shard, writers), items):
             mask = np.asarray(mask)
             if mask.dtype != np.uint8:
                 raise ValueError(f"pseudo label of {image_ids[index]!r} is {mask.dtype}, expected uint8")
@@ -69,11 +76,16 @@ def write_label_store(path: str | os.PathLike, image_ids: Sequence[str], label_s
                 raise ValueError(f"pseudo label of {image_ids[index]!r} holds values beyond {num_classes} classes")
             yield mask
 
-    with atomic_path(path) as tmp:
+    def create(tmp: Path) -> None:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=3, attributes=group_attrs)
-        array = create_stack(group, ARRAY, count, (), max_size(sizes), "uint8", IGNORE_INDEX,
-                             images_per_shard, ZstdCodec(level=3))
-        write_stack(array, checked(labels), sizes, image_ids, desc="pseudo labels")
+        create_stack(group, ARRAY, count, (), max_size(sizes), "uint8", IGNORE_INDEX, images_per_shard,
+                     ZstdCodec(level=3))
+
+    with atomic_store_dir(path, writers, create) as tmp:
+        array = zarr.open_array(str(tmp), path=ARRAY, mode="r+", zarr_format=3)
+        per_shard = array.shards[0] if array.shards else 1
+        write_stack(array, checked(labels), sizes, image_ids, desc="pseudo labels",
+                    shards=shards_of_writer(count, per_shard, writers.rank, writers.world_size))
 
 
 class PseudoLabelStore(StackReader):

@@ -150,6 +150,13 @@ def shard_images(shards: Sequence[int], count: int, images_per_shard: int) -> li
             for index in range(shard * images_per_shard, min((shard + 1) * images_per_shard, count))]
 
 
+def owned_images(count: int, images_per_shard: int, writers: "StoreWriters") -> list[int]:
+    """The images whose shards writer ``writers.rank`` owns (see :func:`shards_of_writer`), in order: the ones a
+    store writer of several expects its items for."""
+    per_shard = max(1, min(images_per_shard, count))
+    return shard_images(shards_of_writer(count, per_shard, writers.rank, writers.world_size), count, per_shard)
+
+
 class StoreWriters(Protocol):
     """The processes writing one store together (``pipeline_lib.distributed.DistributedRun`` is one)."""
 
@@ -160,6 +167,9 @@ class StoreWriters(Protocol):
 
     def broadcast(self, value: Any) -> Any:
         """Rank 0's ``value``, returned on every rank."""
+
+    def sum_counts(self, counts: np.ndarray) -> np.ndarray:
+        """Element-wise int64 sum of every rank's ``counts``, returned on every rank."""
 
 
 @dataclass(frozen=True)
@@ -174,6 +184,9 @@ class SingleWriter:
 
     def broadcast(self, value: Any) -> Any:
         return value
+
+    def sum_counts(self, counts: np.ndarray) -> np.ndarray:
+        return np.asarray(counts, np.int64)
 
 
 @contextmanager
@@ -266,6 +279,18 @@ class StackReader:
         per_shard = self.images_per_shard
         for first in range(0, len(self), per_shard):
             yield first, self.read(slice(first, min(first + per_shard, len(self))))
+
+    def iter_padded(self, images: Sequence[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """``(index, padded item)`` for every image in order, or for ``images`` only (in order; a process's share
+        is whole shards, see :func:`owned_images`), reading one shard at a time."""
+        per_shard = self.images_per_shard
+        wanted = None if images is None else set(images)
+        shards = range(-(-len(self) // per_shard)) if images is None else sorted({i // per_shard for i in wanted})
+        for shard in shards:
+            first = shard * per_shard
+            for offset, padded in enumerate(self.read(slice(first, min(first + per_shard, len(self))))):
+                if wanted is None or first + offset in wanted:
+                    yield first + offset, padded
 
 
 def check_sizes(value: Any, count: int, name: str, where: str) -> list[tuple[int, int]]:

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import torch
 
-from pipeline_lib.checksum import file_sha256
 from pipeline_lib.data.prepared import load_spec, read_split
 from pipeline_lib.device import precision_name
 from pipeline_lib.distributed import DistributedRun
 from pipeline_lib.errors import UserError
-from pipeline_lib.layout import RoundPaths
+from pipeline_lib.layout import RoundPaths, file_sha256
 from pipeline_lib.models.build import build_model
 from pipeline_lib.models.checkpoint import load_checkpoint, save_checkpoint
 from pipeline_lib.settings import BASELINE_ROUND, ModelSettings, RoundSchedule, TrainSettings

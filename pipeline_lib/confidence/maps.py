@@ -1,5 +1,6 @@
 """Each pixel's confidence (max softmax probability, float16) and predicted class at label resolution,
-from a teacher's native-stride logits: the one computation every pseudo-label rule and both passes run on.
+from a teacher's native-stride logits: the one computation every pseudo-label rule runs on, done once per
+teacher by the confidence stage.
 
 The whole-image computation is upsample (bilinear, align_corners=False) → / T → max → exp(z − max) →
 1 / sum → float16. At one torch thread on the CPU it runs by bands of label rows (half the CPU time, see

@@ -379,8 +379,42 @@ def test_bad_labelled_shares_are_refused(shares, message):
         compute_thresholds(histogram, "da", 0.2, np.array(shares))
 
 
+def assign_by_definition(confidence: np.ndarray, prediction: np.ndarray, thresholds: ClassThresholds, seed: int,
+                         image_index: int) -> np.ndarray:
+    """The rule as documented, step by step: keep conf >= t_j (compared as float32), then for DARS, class by class in
+    order, drop floor(c (ñ_j − n_j) / ñ_j) of the c kept pixels, chosen among their ascending positions by the
+    generator seeded with (seed, image_index). Pins the draws: every stored pseudo label depends on them."""
+    keep = confidence.astype(np.float32) >= thresholds.threshold.astype(np.float32)[prediction]
+    flat = np.where(keep, prediction, 255).astype(np.uint8).ravel()
+    if thresholds.method == "dars":
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, image_index])))
+        for j in range(thresholds.threshold.size):
+            target, above = int(thresholds.target_count[j]), int(thresholds.above_threshold[j])
+            positions = np.flatnonzero(flat == j)
+            drop = positions.size * (above - target) // above if above > target else 0
+            if drop:
+                flat[positions[rng.choice(positions.size, size=drop, replace=False)]] = 255
+    return flat.reshape(prediction.shape)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**16), num_classes=st.integers(1, 6), side=st.integers(1, 24),
+       ties=st.one_of(st.none(), st.integers(1, 4)), ratio=st.sampled_from([0.05, 0.2, 0.5, 0.9]),
+       method=st.sampled_from(["st", "cbst", "da", "dars"]))
+def test_assign_equals_the_rule_by_definition(seed, num_classes, side, ties, ratio, method):
+    confidences, predictions = make_images(seed, num_classes, 3, side, ties)
+    shares = np.random.default_rng(seed).uniform(0.1, 1.0, num_classes)
+    thresholds = compute_thresholds(histogram_of(confidences, predictions, num_classes), method, ratio, shares)
+    for i, (confidence, prediction) in enumerate(zip(confidences, predictions)):
+        expected = assign_by_definition(confidence, prediction, thresholds, 7, i)
+        np.testing.assert_array_equal(assign_pseudo_labels(confidence, prediction, thresholds, 7, i), expected)
+
+
 def test_assign_checks_its_inputs():
     thresholds = compute_thresholds(histogram_of(*make_images(0, 2, 1, 4, None), 2), "da", 0.5, np.ones(2))
+    for bad in (-0.5, np.nan):
+        with pytest.raises(ValueError, match="non-negative and not NaN"):
+            assign_pseudo_labels(np.full((2, 2), bad, np.float16), np.zeros((2, 2), np.uint8), thresholds, 0, 0)
     with pytest.raises(ValueError, match="float16"):
         assign_pseudo_labels(np.ones((2, 2), np.float32), np.zeros((2, 2), np.uint8), thresholds, 0, 0)
     with pytest.raises(ValueError, match="0..1"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 FLOAT16_PATTERNS = 1 << 16
+INF_BITS = 0x7C00  # float16 +inf: the largest non-negative, non-NaN pattern
 
 
 def float16_value(bits: int) -> float:

@@ -4,9 +4,9 @@ unlabelled image, and the histogram of them all, as one zarr v3 group.
 Layout (a directory)::
 
     <store>/zarr.json          attributes: classes, images, sizes, the temperature and whose logits they are
-    <store>/maps/...           (N, 2, H_max, W_max) float16, one chunk per image, shards of images:
-                               plane 0 the confidence, plane 1 the predicted class (small integers, exact
-                               in float16); zero padding beyond each image's size
+    <store>/maps/...           (N, 2, H_max, W_max) uint16, one chunk per image, shards of images:
+                               plane 0 the float16 confidence's bit pattern (the histogram's bins), plane 1
+                               the predicted class; zero padding beyond each image's size
     <store>/histogram/...      (C, 65536) int64: pixels per (predicted class, float16 confidence bit pattern)
 
 It is what every pseudo-label rule reads: the histogram gives the thresholds of any method and α, the maps
@@ -75,14 +75,17 @@ def write_confidence_store(path: str | os.PathLike, image_ids: Sequence[str], la
 
     def create(tmp: Path) -> None:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=3, attributes=group_attrs)
-        create_stack(group, ARRAY, count, (2,), max_size(sizes), "float16", 0, images_per_shard, MAPS_COMPRESSOR)
+        create_stack(group, ARRAY, count, (2,), max_size(sizes), "uint16", 0, images_per_shard, MAPS_COMPRESSOR)
         group.create_array(HISTOGRAM, shape=(num_classes, FLOAT16_PATTERNS), dtype="int64",
                            chunks=(num_classes, FLOAT16_PATTERNS), fill_value=0,
                            compressors=[ZstdCodec(level=3), Crc32cCodec()])
 
     def planes(items: Iterable[Maps]) -> Iterator[np.ndarray]:
         for confidence, prediction in items:
-            yield np.stack([confidence, prediction.astype(np.float16)])
+            if confidence.dtype != np.float16 or prediction.dtype != np.uint8:
+                raise ValueError(f"maps must be float16 confidences and uint8 classes, got {confidence.dtype}, "
+                                 f"{prediction.dtype}")
+            yield np.stack([np.ascontiguousarray(confidence).view(np.uint16), prediction])
 
     with atomic_store_dir(path, writers, create) as tmp:
         array = zarr.open_array(str(tmp), path=ARRAY, mode="r+", zarr_format=3)
@@ -114,8 +117,8 @@ class ConfidenceStore(StackReader):
         group, array, where = open_stack(store, KIND, ARRAY, REQUIRED_ATTRS, FORMAT_VERSION, "confidence")
         opened = cls(group, array, where, store)
         shape = tuple(array.shape)
-        if len(shape) != 4 or shape[:2] != (len(opened), 2) or array.dtype != np.float16:
-            raise UserError(f"{where}: array '{ARRAY}' is {array.dtype} of shape {shape}, expected float16 "
+        if len(shape) != 4 or shape[:2] != (len(opened), 2) or array.dtype != np.uint16:
+            raise UserError(f"{where}: array '{ARRAY}' is {array.dtype} of shape {shape}, expected uint16 "
                             f"({len(opened)}, 2, H, W)")
         if any(h > shape[2] or w > shape[3] for h, w in opened.label_sizes):
             raise UserError(f"{where}: a label size exceeds the array's {shape[2]}x{shape[3]}")
@@ -179,5 +182,5 @@ class ConfidenceStore(StackReader):
 
 
 def _split(planes: np.ndarray) -> Maps:
-    return np.ascontiguousarray(planes[0]), planes[1].astype(np.uint8)
+    return np.ascontiguousarray(planes[0]).view(np.float16), planes[1].astype(np.uint8)
 

@@ -6,6 +6,7 @@ it runs for a change of method, α or seed.
     .venv/bin/python bench/bench_pseudo_label.py --scale small
     .venv/bin/python bench/bench_pseudo_label.py --scale cityscapes --images 200 --profile   # medium
     .venv/bin/python bench/bench_pseudo_label.py --scale cityscapes --workers 2
+    .venv/bin/python bench/bench_pseudo_label.py --scale cityscapes --device cuda     # the softmax on a GPU
 
 Builds a store of structured float16 logits at output stride 8 in a temporary directory (a few smooth
 templates plus per-image noise, so confidences spread over [1/C, 1] like a real model's), then runs each
@@ -72,7 +73,8 @@ def _run_child(args: dict, queue: multiprocessing.Queue) -> None:
         from pipeline_lib.confidence.run import run_confidences
 
         torch.set_num_threads(args["workers"])  # the stage's default: one worker thread per torch thread
-        run_confidences(Path(args["store"]), Path(args["confidences"]), workers=args["workers"])
+        run_confidences(Path(args["store"]), Path(args["confidences"]), workers=args["workers"],
+                        device=torch.device(args["device"]))
     else:
         from pipeline_lib.pseudo_label.run import run_pseudo_labeling
 
@@ -129,6 +131,7 @@ def main() -> None:
     parser.add_argument("--scale", choices=sorted(SCALES), default="small")
     parser.add_argument("--images", type=int, help="override the preset's number of images")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="where the confidence pass runs its softmax (cpu, cuda)")
     parser.add_argument("--method", default="dars")
     parser.add_argument("--labeling-ratio", type=float, default=0.2)
     parser.add_argument("--images-per-shard", type=int, default=16)
@@ -163,11 +166,12 @@ def main() -> None:
         child_args = {"store": str(store), "confidences": str(work / "confidences.zarr"),
                       "out": str(work / "labels.zarr"), "stats": str(work / "stats.json"),
                       "plot": str(work / "classes.csv"), "shares": shares.tolist(), "method": args.method,
-                      "ratio": args.labeling_ratio, "workers": args.workers}
+                      "ratio": args.labeling_ratio, "workers": args.workers, "device": args.device}
         pixels = count * label_size[0] * label_size[1]
         first = run_pass({**child_args, "pass": "confidence"})
         confidence_bytes, confidence_files = tree_size(work / "confidences.zarr")
-        print(f"confidence pass (workers {args.workers}): {first['wall_s']:.1f} s wall, {first['cpu_s']:.1f} CPU-s "
+        print(f"confidence pass ({args.device}, workers {args.workers}): {first['wall_s']:.1f} s wall, "
+              f"{first['cpu_s']:.1f} CPU-s "
               f"({first['cpu_s'] / count * 1000:.0f} ms/image), peak RSS {first['peak_rss_mb']:.0f} MiB; "
               f"confidence store {confidence_bytes / 2**20:.1f} MiB "
               f"({confidence_bytes / pixels:.2f} bytes/pixel), {confidence_files} files")
@@ -181,7 +185,8 @@ def main() -> None:
         print(f"a round (both passes): {first['wall_s'] + second['wall_s']:.1f} s wall, {whole:.1f} CPU-s "
               f"({whole / count * 1000:.0f} ms/image); a change of method, alpha or seed (labelling only): "
               f"{second['cpu_s']:.1f} CPU-s; extra disk kept: {confidence_bytes / 2**20:.1f} MiB")
-        print(json.dumps({"scale": args.scale, "images": count, "workers": args.workers, "create_s": create_s,
+        print(json.dumps({"scale": args.scale, "images": count, "workers": args.workers, "device": args.device,
+                          "create_s": create_s,
                           "store_mib": store_bytes / 2**20, "store_files": store_files,
                           "confidence_store_mib": confidence_bytes / 2**20, "confidence_store_files": confidence_files,
                           "label_store_mib": label_bytes / 2**20, "label_store_files": label_files,

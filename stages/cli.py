@@ -20,8 +20,8 @@ from .train import train
 app = typer.Typer(
     name="dars",
     help="DARS semi-supervised segmentation as a DVC pipeline. `dvc repro` runs the stages below in order "
-         "(prepare → train r0 → evaluate r0 → for each round: infer → confidence → pseudo-label → train → evaluate); run one "
-         "by hand with the same arguments dvc.yaml gives it.",
+         "(prepare → train r0 → evaluate r0 → for each round: infer → confidence → pseudo-label → train → "
+         "evaluate); run one by hand with the same arguments dvc.yaml gives it.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -390,8 +390,8 @@ def test_two_srun_tasks_write_what_one_process_writes(project, torchrun_env, tmp
     env.update(OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), SLURM_NTASKS="2",
                PYTHONPATH=str(REPO))
     for stage in ("confidence", "pseudo-label"):
-        command = [sys.executable, "-m", "stages.cli", stage, "--round", "r1", "--params", str(project / "params2.yaml"),
-                   "--prepared", str(project / "prepared"), "--outputs", str(tasks)]
+        command = [sys.executable, "-m", "stages.cli", stage, "--round", "r1", "--params",
+                   str(project / "params2.yaml"), "--prepared", str(project / "prepared"), "--outputs", str(tasks)]
         ranks = [subprocess.Popen(command, env={**env, "SLURM_PROCID": str(r), "SLURM_LOCALID": str(r)},
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in (0, 1)]
         outputs = [rank.communicate(timeout=300)[0] for rank in ranks]

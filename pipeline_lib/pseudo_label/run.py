@@ -113,8 +113,8 @@ def _draw_labels(store: ConfidenceStore, images: Sequence[int], thresholds: Clas
         if truth is not None:
             truth = np.asarray(truth)
             if truth.shape != label.shape:
-                raise UserError(f"ground truth of image {store.image_ids[index]!r} is "
-                                f"{truth.shape[1]}x{truth.shape[0]}, its pseudo label {label.shape[1]}x{label.shape[0]}")
+                raise UserError(f"ground truth of image {store.image_ids[index]!r} is {truth.shape[1]}x"
+                                f"{truth.shape[0]}, its pseudo label {label.shape[1]}x{label.shape[0]}")
             judged = (truth != IGNORE_INDEX) & (label != IGNORE_INDEX)
             judged_labels = label[judged]
             tally.correct += np.bincount(judged_labels[judged_labels == truth[judged]], minlength=num_classes)

@@ -40,11 +40,12 @@ app.add_typer(ablation_app, name="ablation")
 
 @app.command("models")
 def models() -> None:
-    """List the model architectures model.arch accepts."""
-    from pipeline_lib.models.build import ARCHITECTURES
+    """List the model architectures model.arch accepts, each with what it is."""
+    from pipeline_lib.models.build import ARCHITECTURES, DESCRIPTIONS
 
+    width = max(map(len, ARCHITECTURES))
     for arch in ARCHITECTURES:
-        typer.echo(arch)
+        typer.echo(f"{arch:<{width}}  {DESCRIPTIONS[arch]}")
 
 
 def main() -> None:

@@ -50,3 +50,12 @@ def test_parameter_errors_import_nothing_heavy(args, tmp_path):
     loaded, stderr = heavy_modules_loaded(args, tmp_path)
     assert stderr.startswith("error: params.yaml: '"), stderr
     assert loaded == []
+
+
+def test_models_lists_each_architecture_with_what_it_is():
+    out = subprocess.run([sys.executable, "-m", "stages.cli", "models"], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout
+    lines = {line.split()[0]: line for line in out.splitlines()}
+    assert "deep-stem ResNet-50" in lines["pspnet_resnet50_deep_stem"]
+    assert "as the DARS code" in lines["deeplabv2_resnet101_dars"]
+    assert "textbook" in lines["deeplabv2_resnet101"]

@@ -21,11 +21,15 @@ EXPECTED_STRIDE = {
     "pspnet_resnet18": 8,
     "pspnet_resnet50": 8,
     "pspnet_resnet101": 8,
+    "pspnet_resnet50_deep_stem": 8,
+    "pspnet_resnet101_deep_stem": 8,
     "deeplabv2_resnet101": 8,
+    "deeplabv2_resnet101_dars": 8,
     "lraspp_mobilenet_v3_large": 8,
     "deeplabv3_mobilenet_v3_large": 16,
 }
-EXPECTED_AUX = {"pspnet_resnet18", "pspnet_resnet50", "pspnet_resnet101", "deeplabv3_mobilenet_v3_large"}
+EXPECTED_AUX = {"pspnet_resnet18", "pspnet_resnet50", "pspnet_resnet101", "pspnet_resnet50_deep_stem",
+                "pspnet_resnet101_deep_stem", "deeplabv3_mobilenet_v3_large"}
 SMALL_ARCHS = ("pspnet_resnet18", "lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large")
 
 
@@ -67,11 +71,11 @@ def test_output_stride_and_aux_by_mode(models: dict, arch: str) -> None:
     model = models[arch]
     assert model.output_stride == EXPECTED_STRIDE[arch]
     assert model.has_aux_head == (arch in EXPECTED_AUX)
-    x = torch.randn(2, 3, 64, 48)
+    x = torch.randn(2, 3, 65, 49)  # sides 8k + 1, as the reference crops (the DARS DeepLabv2's ceil-mode pool)
     stride = model.output_stride
     model.train()
     train_out = model(x)
-    assert train_out["out"].shape == (2, NUM_CLASSES, 64 // stride, 48 // stride)
+    assert train_out["out"].shape == (2, NUM_CLASSES, math.ceil(65 / stride), math.ceil(49 / stride))
     assert ("aux" in train_out) == (arch in EXPECTED_AUX)
     if "aux" in train_out:
         assert train_out["aux"].shape[:2] == (2, NUM_CLASSES)
@@ -229,9 +233,10 @@ def test_parameter_groups_cover_each_trainable_parameter_once(models: dict, arch
     assert by_name["head"]["lr"] == by_name["head"]["initial_lr"] == pytest.approx(0.1)
     grouped = [id(p) for g in groups for p in g["params"]]
     assert len(grouped) == len(set(grouped))
-    assert set(grouped) == {id(p) for p in model.parameters()}
-    assert {id(p) for p in by_name["backbone"]["params"]} == {id(p) for p in model.backbone.parameters()}
-    assert sum(p.numel() for g in groups for p in g["params"]) == count_parameters(model)
+    assert set(grouped) == {id(p) for p in model.parameters() if p.requires_grad}
+    at_base_lr = model.base_lr_parameters() if hasattr(model, "base_lr_parameters") else model.backbone.parameters()
+    assert {id(p) for p in by_name["backbone"]["params"]} == {id(p) for p in at_base_lr if p.requires_grad}
+    assert sum(p.numel() for g in groups for p in g["params"]) == count_parameters(model, trainable_only=True)
 
 
 def test_frozen_parameters_are_left_out_and_sgd_accepts_groups() -> None:
@@ -260,3 +265,74 @@ def test_pspnet_resnet50_has_reference_widths(models: dict) -> None:
     assert model.ppm.out_channels == 4096
     assert model.classifier[0].in_channels == 4096 and model.classifier[0].out_channels == 512
     assert model.aux_classifier[0].in_channels == 1024 and model.aux_classifier[0].out_channels == 256
+
+
+def test_deep_stem_pspnet_is_the_reference_resnet(models: dict) -> None:
+    """Three 3×3 stem convolutions (the last to 128 channels), layer3/layer4 dilated from their first block."""
+    backbone = models["pspnet_resnet50_deep_stem"].backbone
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.stride) for c in (backbone.conv1, backbone.conv2,
+                                                                                backbone.conv3)] == \
+        [(3, 64, (3, 3), (2, 2)), (64, 64, (3, 3), (1, 1)), (64, 128, (3, 3), (1, 1))]
+    assert backbone.layer1[0].conv1.in_channels == backbone.layer1[0].downsample[0].in_channels == 128
+    assert [block.conv2.dilation for block in backbone.layer3] == [(2, 2)] * 6
+    assert [block.conv2.dilation for block in backbone.layer4] == [(4, 4)] * 3
+    assert backbone.layer3[0].downsample[0].stride == backbone.layer4[0].conv2.stride == (1, 1)
+
+
+def test_deep_stem_pspnet_output_at_the_reference_crop(models: dict) -> None:
+    model = models["pspnet_resnet50_deep_stem"].train()
+    out = model(torch.randn(2, 3, 361, 361))
+    assert out["out"].shape == out["aux"].shape == (2, NUM_CLASSES, 46, 46)  # (361 - 1) / 8 + 1
+
+
+def test_deep_stem_loads_semseg_format_weights_and_refuses_torchvision_ones(tmp_path: Path, models: dict) -> None:
+    # semseg's resnet50_v2.pth: conv1-3/bn1-3 stem, torchvision names elsewhere, an fc head.
+    torch.manual_seed(4)
+    reference = build_model("pspnet_resnet50_deep_stem", NUM_CLASSES).backbone.state_dict()
+    semseg = {key: torch.randn_like(value) if value.is_floating_point() else value for key, value in reference.items()
+              if not key.endswith("num_batches_tracked")}
+    semseg.update({"fc.weight": torch.zeros(1000, 2048), "fc.bias": torch.zeros(1000)})
+    torch.save(semseg, tmp_path / "resnet50_v2.pth")
+    model = build_model("pspnet_resnet50_deep_stem", NUM_CLASSES, pretrained_backbone=tmp_path / "resnet50_v2.pth")
+    loaded = model.backbone.state_dict()
+    for key in ("conv1.weight", "conv3.weight", "bn3.running_mean", "layer1.0.conv1.weight", "layer4.2.conv3.weight"):
+        assert torch.equal(loaded[key], semseg[key])
+    torch.save(models["pspnet_resnet50"].backbone.state_dict(), tmp_path / "resnet50-torchvision.pth")
+    with pytest.raises(UserError, match=r"resnet50-torchvision\.pth does not match.*conv2\.weight"):
+        build_model("pspnet_resnet50_deep_stem", NUM_CLASSES, pretrained_backbone=tmp_path / "resnet50-torchvision.pth")
+
+
+def test_dars_deeplabv2_is_the_authors_variant(models: dict) -> None:
+    model = models["deeplabv2_resnet101_dars"]
+    backbone = model.backbone
+    assert backbone.maxpool.ceil_mode
+    assert backbone.layer2[0].conv1.stride == (2, 2) and backbone.layer2[0].conv2.stride == (1, 1)
+    assert all(block.conv2.dilation == (2, 2) for block in backbone.layer3)
+    assert all(block.conv2.dilation == (4, 4) for block in backbone.layer4)
+    batch_norms = [m for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert batch_norms and not any(p.requires_grad for m in batch_norms for p in m.parameters())
+    # Their ASPP's loop returns after its second branch: the logits are the d=6 plus the d=12 branch.
+    assert [branch.dilation for branch in model.classifier] == [(6, 6), (12, 12)]
+    model.eval()
+    x = torch.randn(1, 3, 361, 361)
+    with torch.no_grad():
+        out = model(x)["out"]
+        features = backbone(x)
+    assert out.shape == (1, NUM_CLASSES, 46, 46)
+    torch.testing.assert_close(out, model.classifier[0](features) + model.classifier[1](features))
+    # Their lr split: the stem and layer1-3 at the base lr; layer4 with the classifier at ×10.
+    groups = {g["name"]: {id(p) for p in g["params"]} for g in parameter_groups(model, 0.002, 10.0)}
+    assert {id(p) for p in backbone.layer4.parameters() if p.requires_grad} <= groups["head"]
+    assert {id(p) for p in backbone.layer3.parameters() if p.requires_grad} <= groups["backbone"]
+
+
+def test_dars_deeplabv2_loads_torchvision_resnet101_weights(tmp_path: Path) -> None:
+    from torchvision.models import resnet101
+
+    torch.manual_seed(5)
+    state = resnet101(weights=None).state_dict()
+    torch.save(state, tmp_path / "resnet101-local.pth")
+    model = build_model("deeplabv2_resnet101_dars", NUM_CLASSES, pretrained_backbone=tmp_path / "resnet101-local.pth")
+    loaded = model.backbone.state_dict()
+    assert all(torch.equal(loaded[key], state[key]) for key in ("conv1.weight", "layer2.0.conv1.weight",
+                                                               "layer4.2.bn3.bias"))

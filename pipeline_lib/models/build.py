@@ -9,6 +9,8 @@ Every model follows one interface, which training, inference and the pseudo-labe
   h = ceil(H / output_stride), w = ceil(W / output_stride).
 - ``model.has_aux_head``: whether ``"aux"`` appears in training mode.
 - ``model.backbone``: the ImageNet-pretrainable part; everything else is a newly initialised head.
+- optionally ``model.base_lr_parameters()``: the parameters at the base lr, where that is not the backbone
+  (the DARS DeepLabv2 trains its layer4 at the heads' lr).
 
 Random initialisation draws from torch's global generator: seed it before ``build_model`` for
 reproducible weights.
@@ -28,11 +30,11 @@ if TYPE_CHECKING:
 
 # The model modules (and torch with them) load only when a model is built: `dars models` and the
 # parameter checks list the architectures without importing torch.
-def _pspnet(depth: int) -> Callable[[int, bool], nn.Module]:
+def _pspnet(depth: int, deep_stem: bool = False) -> Callable[[int, bool], nn.Module]:
     def build(num_classes: int, aux_head: bool) -> nn.Module:
         from pipeline_lib.models.pspnet import PSPNet
 
-        return PSPNet(depth, num_classes, aux_head)
+        return PSPNet(depth, num_classes, aux_head, deep_stem)
     return build
 
 
@@ -40,6 +42,12 @@ def _deeplabv2(num_classes: int, aux_head: bool) -> nn.Module:
     from pipeline_lib.models.deeplabv2 import DeepLabV2
 
     return DeepLabV2(num_classes)
+
+
+def _deeplabv2_dars(num_classes: int, aux_head: bool) -> nn.Module:
+    from pipeline_lib.models.deeplabv2_dars import DeepLabV2DARS
+
+    return DeepLabV2DARS(num_classes)
 
 
 def _lraspp(num_classes: int, aux_head: bool) -> nn.Module:
@@ -54,20 +62,30 @@ def _deeplabv3_mobilenet(num_classes: int, aux_head: bool) -> nn.Module:
     return DeepLabV3MobileNetV3(num_classes, aux_head)
 
 
-# For each architecture: a constructor (num_classes, aux_head) and how a torchvision
-# classification checkpoint maps onto its backbone (key prefix to strip, classifier keys to drop).
-_RESNET_CHECKPOINT = ("", ("fc.",))
+# For each architecture: a constructor (num_classes, aux_head), how a classification checkpoint maps
+# onto its backbone (key prefix to strip, classifier keys to drop) and what `dars models` says of it.
+_RESNET_CHECKPOINT = ("", ("fc.",))  # torchvision's resnet*.pth, and semseg's resnet*_v2.pth alike
 _MOBILENET_CHECKPOINT = ("features.", ("classifier.",))
-_REGISTRY: dict[str, tuple[Callable[[int, bool], nn.Module], tuple[str, tuple[str, ...]]]] = {
-    "pspnet_resnet18": (_pspnet(18), _RESNET_CHECKPOINT),
-    "pspnet_resnet50": (_pspnet(50), _RESNET_CHECKPOINT),
-    "pspnet_resnet101": (_pspnet(101), _RESNET_CHECKPOINT),
-    "deeplabv2_resnet101": (_deeplabv2, _RESNET_CHECKPOINT),
-    "lraspp_mobilenet_v3_large": (_lraspp, _MOBILENET_CHECKPOINT),
-    "deeplabv3_mobilenet_v3_large": (_deeplabv3_mobilenet, _MOBILENET_CHECKPOINT),
+_REGISTRY: dict[str, tuple[Callable[[int, bool], nn.Module], tuple[str, tuple[str, ...]], str]] = {
+    "pspnet_resnet18": (_pspnet(18), _RESNET_CHECKPOINT, "PSPNet, torchvision ResNet-18 (stem 7x7)"),
+    "pspnet_resnet50": (_pspnet(50), _RESNET_CHECKPOINT, "PSPNet, torchvision ResNet-50 (resnet50-*.pth weights)"),
+    "pspnet_resnet101": (_pspnet(101), _RESNET_CHECKPOINT, "PSPNet, torchvision ResNet-101"),
+    "pspnet_resnet50_deep_stem": (_pspnet(50, deep_stem=True), _RESNET_CHECKPOINT,
+                                  "PSPNet, the reference code's deep-stem ResNet-50, as DARS (semseg "
+                                  "resnet50_v2.pth weights)"),
+    "pspnet_resnet101_deep_stem": (_pspnet(101, deep_stem=True), _RESNET_CHECKPOINT,
+                                   "PSPNet, the reference code's deep-stem ResNet-101 (resnet101_v2.pth)"),
+    "deeplabv2_resnet101": (_deeplabv2, _RESNET_CHECKPOINT,
+                            "DeepLabv2, torchvision ResNet-101, the four ASPP branches (textbook form)"),
+    "deeplabv2_resnet101_dars": (_deeplabv2_dars, _RESNET_CHECKPOINT,
+                                 "DeepLabv2 as the DARS code: Caffe-style ResNet-101, frozen BatchNorm affine, "
+                                 "ASPP d=6+12, layer4 at the heads' lr"),
+    "lraspp_mobilenet_v3_large": (_lraspp, _MOBILENET_CHECKPOINT, "LR-ASPP, MobileNetV3-Large (the default)"),
+    "deeplabv3_mobilenet_v3_large": (_deeplabv3_mobilenet, _MOBILENET_CHECKPOINT, "DeepLabV3, MobileNetV3-Large"),
 }
 
 ARCHITECTURES: tuple[str, ...] = tuple(_REGISTRY)
+DESCRIPTIONS: dict[str, str] = {arch: entry[2] for arch, entry in _REGISTRY.items()}
 
 
 def _wants_pretrained(pretrained_backbone: str | os.PathLike | None) -> bool:
@@ -83,15 +101,16 @@ def build_model(
     """Build ``arch`` with ``num_classes`` outputs.
 
     ``pretrained_backbone``: None, "" or "none" for random initialisation; otherwise the path of a
-    local torchvision classification checkpoint of the matching backbone (``resnet{18,50,101}-*.pth``
-    or ``mobilenet_v3_large-*.pth``). Nothing is downloaded. ``aux_head`` is ignored by
+    local classification checkpoint of the matching backbone (torchvision's ``resnet{18,50,101}-*.pth``
+    or ``mobilenet_v3_large-*.pth``; semseg's ``resnet{50,101}_v2.pth`` for the deep-stem variants).
+    Nothing is downloaded. ``aux_head`` is ignored by
     architectures without one (DeepLabv2, LR-ASPP).
     """
     if arch not in _REGISTRY:
         raise UserError(f"unknown model architecture {arch!r}; choose one of: {', '.join(ARCHITECTURES)}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise UserError(f"num_classes must be a positive integer, got {num_classes!r}")
-    constructor, (source_prefix, ignored_prefixes) = _REGISTRY[arch]
+    constructor, (source_prefix, ignored_prefixes), _ = _REGISTRY[arch]
     model = constructor(num_classes, aux_head)
     if _wants_pretrained(pretrained_backbone):
         from pipeline_lib.models.backbone_weights import load_backbone_weights
@@ -101,12 +120,14 @@ def build_model(
 
 
 def parameter_groups(model: nn.Module, base_lr: float, head_lr_multiplier: float) -> list[dict]:
-    """SGD parameter groups: the pretrained backbone at ``base_lr``, the new heads at ×multiplier.
+    """SGD parameter groups: the pretrained backbone (or ``model.base_lr_parameters()``) at ``base_lr``, the
+    rest at ×multiplier.
 
     Only trainable parameters are included, each exactly once; empty groups are omitted. Each
     group has ``lr`` and ``initial_lr`` (the poly schedule decays from it) and a ``name``.
     """
-    backbone_ids = {id(p) for p in model.backbone.parameters()}
+    at_base_lr = getattr(model, "base_lr_parameters", None)
+    backbone_ids = {id(p) for p in (at_base_lr() if at_base_lr is not None else model.backbone.parameters())}
     trainable = [p for p in model.parameters() if p.requires_grad]
     groups = [
         ("backbone", [p for p in trainable if id(p) in backbone_ids], base_lr),

@@ -54,7 +54,7 @@ def segmentation_head(in_channels: int, mid_channels: int, num_classes: int) -> 
 
 
 class PSPNet(nn.Module):
-    """PSPNet on a dilated torchvision ResNet-18/50/101.
+    """PSPNet on a dilated torchvision ResNet-18/50/101, or (``deep_stem``) the reference code's ResNet-50/101.
 
     Channel widths follow the reference for ResNet-50/101 (2048 → PPM 4×512 → 512; aux 1024 → 256)
     and scale by the same ratios for ResNet-18 (512 → PPM 4×128 → 128; aux 256 → 64).
@@ -67,9 +67,9 @@ class PSPNet(nn.Module):
 
     output_stride = DilatedResNet.output_stride
 
-    def __init__(self, depth: int, num_classes: int, aux_head: bool = True) -> None:
+    def __init__(self, depth: int, num_classes: int, aux_head: bool = True, deep_stem: bool = False) -> None:
         super().__init__()
-        self.backbone = DilatedResNet(depth)
+        self.backbone = DilatedResNet(depth, deep_stem)
         feature_channels = self.backbone.out_channels
         self.ppm = PyramidPoolingModule(feature_channels)
         self.classifier = segmentation_head(self.ppm.out_channels, feature_channels // 4, num_classes)

@@ -36,7 +36,7 @@ def check_params(params: Params) -> list[str]:
     rounds = params.raw("rounds")
     if not isinstance(rounds, dict) or not rounds:
         raise params.fail("rounds", "must define at least one self-training round, e.g. "
-                                    "{r1: {teacher: r0, init: teacher, labeling_ratio: 0.2, aug_strength: 1.0}}")
+                                    "{r1: {teacher: r0, init: teacher, labeling_ratio: 0.2}}")
     schedule = round_schedule(params)
     DataSettings.from_params(params)
     model = ModelSettings.from_params(params)

@@ -26,6 +26,11 @@ BASELINE_ROUND = "r0"  # the supervised model trained on the labelled split only
 DATASETS = ("synthetic", "cityscapes", "voc", "folder")
 METHODS: tuple[str, ...] = ("st", "cbst", "da", "dars")  # the pseudo-label rules (pipeline_lib.pseudo_label.rules)
 INFERENCE_MODES = ("whole", "sliding")
+LOSSES = ("per_source", "pixel_mean")  # train.loss: see TrainSettings.loss
+PADDINGS = ("corner", "centre")
+# What a round's entry may say; the keys after the first three are optional (absent: train.*'s value).
+ROUND_KEYS = ("teacher", "init", "labeling_ratio", "iterations", "batch_size", "pseudo_fraction", "base_lr",
+              "optimizer_state", "augmentation")
 MIN_SYNTHETIC_SIDE = 64  # the street renderer's smallest image side
 
 
@@ -129,40 +134,207 @@ def one_of(*choices: str) -> Callable[[Any], str | None]:
     return check
 
 
+# --- augmentation ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AugmentationSettings:
+    """One source's training augmentation (pipeline_lib.train.augmentation applies it, in this order).
+
+    Written in params.yaml as one line, so that each (round, source) is one `dvc exp show` column, e.g. the
+    authors' Cityscapes round 0: ``scale 0.25-1.0, rotate 10 p0.5, blur 5x5 p0.5, flip, pad centre``.
+    Parts (each at most once, comma-separated, any order; a part left out is off): ``scale A-B`` (random
+    scale factor), ``rotate D`` or ``rotate D pP`` (angle uniform in ±D degrees, with probability P, default
+    1), ``blur KxK pP`` (K×K Gaussian kernel, σ as OpenCV derives it from K) or ``blur radius R pP`` (PIL
+    Gaussian of radius uniform in [0.1, R]), ``flip`` or ``flip pP`` (horizontal, default P 0.5), ``jitter A``
+    (brightness, contrast, saturation factors uniform in [1 − A, 1 + A]), ``pad centre`` (images smaller than
+    the crop padded on all sides with the mean colour, as the authors) or ``pad corner`` (bottom/right, grey;
+    the default). ``none`` is the crop alone; ``beta B`` is the shorthand kept from earlier versions (one
+    strength scaling all of them, see README) and reproduces their draws exactly.
+    """
+
+    scale: tuple[float, float] | None = None
+    rotation: float = 0.0
+    rotation_p: float = 1.0
+    blur_kernel: int | None = None
+    blur_radius: float | None = None
+    blur_p: float = 0.0
+    jitter: float = 0.0
+    flip_p: float = 0.0
+    padding: str = "corner"
+
+    @classmethod
+    def from_beta(cls, beta: float) -> AugmentationSettings:
+        """The single-strength recipe of earlier versions (expressions kept as they were: same floats)."""
+        if beta == 0:
+            return cls()
+        return cls(scale=(max(0.25, 1.0 - 0.5 * beta), 1.0 + 0.5 * beta), rotation=10.0 * beta,
+                   blur_radius=max(0.1, beta), blur_p=min(0.5, 0.5 * beta), jitter=0.3 * beta, flip_p=0.5)
+
+    @classmethod
+    def parse(cls, text: str) -> AugmentationSettings:
+        """The recipe a params.yaml line describes; ValueError (a phrase naming the bad part) otherwise."""
+        parts = [part.strip() for part in text.split(",")]
+        if parts == ["none"]:
+            return cls()
+        words = parts[0].split()
+        if len(parts) == 1 and len(words) == 2 and words[0] == "beta":
+            beta = _number(words[1], parts[0])
+            if beta < 0:
+                raise ValueError(f"has '{parts[0]}': β must be >= 0")
+            return cls.from_beta(beta)
+        fields: dict[str, Any] = {}
+        named: set[str] = set()
+        for part in parts:
+            words = part.split()
+            name = words[0] if words else ""
+            if name in named:
+                raise ValueError(f"names '{name}' twice")
+            named.add(name)
+            if name == "scale" and len(words) == 2 and words[1].count("-") == 1:
+                low, high = (_number(value, part) for value in words[1].split("-"))
+                if not 0 < low <= high:
+                    raise ValueError(f"has '{part}': need 0 < low <= high")
+                fields["scale"] = (low, high)
+            elif name == "rotate" and len(words) in (2, 3):
+                fields["rotation"] = _number(words[1], part)
+                fields["rotation_p"] = _probability(words[2:], part, 1.0)
+                if fields["rotation"] < 0:
+                    raise ValueError(f"has '{part}': the angle must be >= 0")
+            elif name == "blur" and len(words) in (2, 3) and "x" in words[1]:
+                sides = words[1].split("x")
+                if len(sides) != 2 or sides[0] != sides[1] or not sides[0].isdigit() or int(sides[0]) % 2 == 0 \
+                        or int(sides[0]) < 3:
+                    raise ValueError(f"has '{part}': the kernel must be square and odd, like 5x5")
+                fields["blur_kernel"], fields["blur_p"] = int(sides[0]), _probability(words[2:], part, None)
+            elif name == "blur" and len(words) in (3, 4) and words[1] == "radius":
+                fields["blur_radius"], fields["blur_p"] = _number(words[2], part), _probability(words[3:], part, None)
+                if fields["blur_radius"] <= 0:
+                    raise ValueError(f"has '{part}': the radius must be > 0")
+            elif name == "flip" and len(words) in (1, 2):
+                fields["flip_p"] = _probability(words[1:], part, 0.5)
+            elif name == "jitter" and len(words) == 2:
+                fields["jitter"] = _number(words[1], part)
+                if not 0 <= fields["jitter"] < 1:
+                    raise ValueError(f"has '{part}': the amount must be in [0, 1)")
+            elif name == "pad" and len(words) == 2 and words[1] in PADDINGS:
+                fields["padding"] = words[1]
+            else:
+                raise ValueError(f"has '{part}', which is none of: scale A-B, rotate D [pP], blur KxK pP, "
+                                 "blur radius R pP, flip [pP], jitter A, pad centre|corner (or: none, beta B)")
+        return cls(**fields)
+
+
+def _number(text: str, part: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"has '{part}': {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"has '{part}': {text!r} is not finite")
+    return value
+
+
+def _probability(words: list[str], part: str, default: float | None) -> float:
+    if not words:
+        if default is None:
+            raise ValueError(f"has '{part}' without its probability (pP)")
+        return default
+    if len(words) != 1 or not words[0].startswith("p"):
+        raise ValueError(f"has '{part}': the probability is written pP, like p0.5")
+    value = _number(words[0][1:], part)
+    if not 0 < value <= 1:
+        raise ValueError(f"has '{part}': the probability must be in (0, 1]")
+    return value
+
+
+def augmentation_at(params: Params, key: str) -> AugmentationSettings:
+    """The recipe written at ``key`` (one line, see AugmentationSettings), checked."""
+    text = params.get(key, str)
+    try:
+        return AugmentationSettings.parse(text)
+    except ValueError as exc:
+        raise params.fail(key, str(exc)) from None
+
+
 # --- rounds --------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class RoundSchedule:
+    """A round's entry in ``rounds``; None = train.*'s value (read by TrainSettings)."""
+
     name: str
     teacher: str  # round whose model makes this round's pseudo labels
     init: str  # "teacher" (continue from the teacher's weights, as the paper) or "scratch"
     labeling_ratio: float  # α_k
-    aug_strength: float  # β_k for the pseudo-labelled images
-    iterations: int | None  # this round's training length; None = train.iterations
+    depth: int  # 1 + the teacher's (r0: 0): the round's place in the schedule ``base_lr: continue`` spans
+    iterations: int | None = None  # this round's training length
+    batch_size: int | None = None
+    pseudo_fraction: float | None = None
+    base_lr: float | str | None = None  # a number, or "continue" (see TrainSettings.from_params)
+    optimizer_state: str = "fresh"  # "teacher": SGD momentum carried over from the teacher's checkpoint
+    labeled_augmentation: AugmentationSettings | None = None
+    pseudo_augmentation: AugmentationSettings | None = None
 
 
 def round_schedule(params: Params) -> dict[str, RoundSchedule]:
-    """The ``rounds`` mapping, checked: each teacher is the baseline or an earlier round."""
+    """The ``rounds`` mapping, checked: each teacher is the baseline or an earlier round, no unknown key."""
     rounds = params.raw("rounds", {}) or {}
     if not isinstance(rounds, dict):
         raise UserError(f"{params.source}: 'rounds' must be a mapping like {{r1: {{labeling_ratio: 0.2, ...}}}}")
     schedule: dict[str, RoundSchedule] = {}
-    for name in rounds:
+    for name, entry in rounds.items():
         if name == BASELINE_ROUND or not str(name).isidentifier():
             raise UserError(f"{params.source}: round name {name!r} is reserved or not a plain name")
         key = f"rounds.{name}"
+        if not isinstance(entry, dict):
+            raise params.fail(key, "must be a mapping like {teacher: r0, init: teacher, labeling_ratio: 0.2}")
+        unknown = [k for k in entry if k not in ROUND_KEYS]
+        if unknown:
+            hint = " (replaced by augmentation: 'beta B', see params.yaml)" if unknown[0] == "aug_strength" else ""
+            raise params.fail(f"{key}.{unknown[0]}", f"is not a round setting{hint}; a round may set "
+                                                     f"{', '.join(ROUND_KEYS)}")
         teacher = params.get(f"{key}.teacher", str)
         if teacher != BASELINE_ROUND and teacher not in schedule:
             raise UserError(f"{params.source}: '{key}.teacher' is {teacher!r}; it must be {BASELINE_ROUND} or a "
                             f"round listed before {name} ({', '.join(schedule) or 'none'})")
+        init = params.get(f"{key}.init", str, one_of("teacher", "scratch"))
+        base_lr = params.raw(f"{key}.base_lr", None)
+        if isinstance(base_lr, str) and base_lr != "continue":
+            raise params.fail(f"{key}.base_lr", "must be a number or continue")
+        if base_lr != "continue":
+            base_lr = params.get(f"{key}.base_lr", float, positive, default=None)
+        optimizer_state = params.get(f"{key}.optimizer_state", str, one_of("fresh", "teacher"), default="fresh")
+        for setting, value in (("base_lr", "continue"), ("optimizer_state", "teacher")):
+            if entry.get(setting) == value and init != "teacher":
+                raise params.fail(f"{key}.{setting}", f"'{value}' carries on from the teacher's training, so "
+                                                      f"'{key}.init' must be teacher")
+        labeled_aug, pseudo_aug = _round_augmentation(params, key)
         schedule[name] = RoundSchedule(
-            name=name, teacher=teacher,
-            init=params.get(f"{key}.init", str, one_of("teacher", "scratch")),
+            name=name, teacher=teacher, init=init,
             labeling_ratio=params.get(f"{key}.labeling_ratio", float, fraction),
-            aug_strength=params.get(f"{key}.aug_strength", float, non_negative),
+            depth=1 + (schedule[teacher].depth if teacher in schedule else 0),
             iterations=params.get(f"{key}.iterations", int, positive, default=None),
+            batch_size=params.get(f"{key}.batch_size", int, at_least(2), default=None),
+            pseudo_fraction=params.get(f"{key}.pseudo_fraction", float, fraction_below_one, default=None),
+            base_lr=base_lr, optimizer_state=optimizer_state,
+            labeled_augmentation=labeled_aug, pseudo_augmentation=pseudo_aug,
         )
     return schedule
+
+
+def _round_augmentation(params: Params, key: str) -> tuple[AugmentationSettings | None, AugmentationSettings | None]:
+    """``augmentation``: one line for both sources, or {labeled: ..., pseudo: ...} (a source left out: train's)."""
+    value = params.raw(f"{key}.augmentation", None)
+    if value is None:
+        return None, None
+    if isinstance(value, dict):
+        unknown = [k for k in value if k not in ("labeled", "pseudo")]
+        if unknown:
+            raise params.fail(f"{key}.augmentation.{unknown[0]}", "is not a source; the sources are labeled, pseudo")
+        return tuple(augmentation_at(params, f"{key}.augmentation.{source}") if source in value else None
+                     for source in ("labeled", "pseudo"))
+    both = augmentation_at(params, f"{key}.augmentation")
+    return both, both
 
 
 def check_round(params: Params, round_name: str) -> None:
@@ -283,17 +455,24 @@ class ModelSettings:
 
 @dataclass(frozen=True)
 class TrainSettings:
+    """How one round trains: train.* with the round's own entries (rounds.rK.*) taking precedence."""
+
     iterations: int
     batch_size: int
     crop_size: int
-    base_lr: float
+    base_lr: float  # this round's: the poly schedule decays from it over ``iterations``
     head_lr_multiplier: float
     momentum: float
     weight_decay: float
     poly_power: float
     aux_weight: float
-    labeled_aug_strength: float
-    pseudo_aug_strength: float
+    # "per_source" (the authors'): one forward pass per source (each its own BatchNorm batch) and the sum of
+    # each source's mean over its valid pixels; "pixel_mean": one pass over the mixed batch, one mean over all
+    # valid pixels (the pseudo half then weighs by its share of valid pixels: about α/(α + 0.88) here).
+    loss: str
+    optimizer_state: str  # "fresh" or "teacher" (momentum carried over from the teacher's checkpoint)
+    labeled_augmentation: AugmentationSettings
+    pseudo_augmentation: AugmentationSettings
     # Share of each batch taken from pseudo-labelled images: 0 in round 0, and in a self-training round
     # the labelled-only control (the same schedule and iterations without pseudo labels).
     pseudo_fraction: float
@@ -307,24 +486,40 @@ class TrainSettings:
     def from_params(cls, params: Params, round_name: str) -> TrainSettings:
         check_round(params, round_name)
         get = params.get
-        is_baseline = round_name == BASELINE_ROUND
-        labeled_strength = get("train.aug_strength", float, non_negative)
-        iterations = get("train.iterations", int, positive)
-        if not is_baseline:
-            iterations = round_schedule(params)[round_name].iterations or iterations
+        if params.raw("train.aug_strength", None) is not None:
+            raise params.fail("train.aug_strength", "was replaced by train.augmentation (e.g. 'beta 1.0')")
+        labeled_aug = augmentation_at(params, "train.augmentation")
+        base_lr = get("train.base_lr", float, positive)
+        power = get("train.poly_power", float, non_negative)
+        rounds = round_schedule(params)
+        entry = rounds.get(round_name) or RoundSchedule(round_name, BASELINE_ROUND, "scratch", 1.0, depth=0)
+        if entry.base_lr == "continue":
+            # The authors resume the teacher's optimiser and epoch counter on a poly schedule spanning
+            # rounds 0..k, each as long (in their epochs) as round 0: round k's step t is at (k·E + t') of
+            # (k+1)·E, so lr = base·(1 − (k + t/T)/(k+1))^p = base·(1/(k+1))^p·(1 − t/T)^p — round k's own
+            # poly decay from base·(1/(k+1))^p: 0.536× in round 1, 0.372× in round 2 at p = 0.9.
+            base_lr = base_lr * (1 / (entry.depth + 1)) ** power
+        elif entry.base_lr is not None:
+            base_lr = entry.base_lr
+        pseudo_fraction = 0.0
+        if round_name != BASELINE_ROUND:
+            pseudo_fraction = entry.pseudo_fraction if entry.pseudo_fraction is not None else \
+                get("self_training.pseudo_fraction", float, fraction_below_one)
         return cls(
-            iterations=iterations,
-            batch_size=get("train.batch_size", int, at_least(2)),
+            iterations=entry.iterations or get("train.iterations", int, positive),
+            batch_size=entry.batch_size or get("train.batch_size", int, at_least(2)),
             crop_size=get("train.crop_size", int, positive),
-            base_lr=get("train.base_lr", float, positive),
+            base_lr=base_lr,
             head_lr_multiplier=get("train.head_lr_multiplier", float, positive),
             momentum=get("train.momentum", float, non_negative),
             weight_decay=get("train.weight_decay", float, non_negative),
-            poly_power=get("train.poly_power", float, non_negative),
+            poly_power=power,
             aux_weight=get("train.aux_weight", float, non_negative),
-            labeled_aug_strength=labeled_strength,
-            pseudo_aug_strength=labeled_strength if is_baseline else round_schedule(params)[round_name].aug_strength,
-            pseudo_fraction=0.0 if is_baseline else get("self_training.pseudo_fraction", float, fraction_below_one),
+            loss=get("train.loss", str, one_of(*LOSSES)),
+            optimizer_state=entry.optimizer_state,
+            labeled_augmentation=entry.labeled_augmentation or labeled_aug,
+            pseudo_augmentation=entry.pseudo_augmentation or labeled_aug,
+            pseudo_fraction=pseudo_fraction,
             checkpoint_every=get("train.checkpoint_every", int, positive),
             log_every=get("train.log_every", int, positive),
             num_workers=get("train.num_workers", int, non_negative),
@@ -339,12 +534,19 @@ class TrainSettings:
         pseudo = min(self.batch_size - 1, max(1, round(self.batch_size * self.pseudo_fraction)))
         return self.batch_size - pseudo, pseudo
 
-    def check_processes(self, processes: int) -> None:
-        """Refuse a batch too small to share among ``processes``: each needs two images, as BatchNorm does
-        (PSPNet's 1x1 pyramid-pooling bin has one value per image and channel)."""
+    def check_processes(self, processes: int, has_pseudo: bool = True) -> None:
+        """Refuse a batch too small to share among ``processes``: each needs two images per forward pass, as
+        BatchNorm does (PSPNet's 1x1 pyramid-pooling bin has one value per image and channel); with the
+        per-source loss each source is its own pass."""
         if self.batch_size < 2 * processes:
             raise UserError(f"train.batch_size {self.batch_size} is too small for {processes} processes "
                             f"(distributed.processes): each process needs at least 2 images per batch")
+        if self.loss == "per_source" and has_pseudo and self.pseudo_fraction > 0:
+            smallest = min(self.batch_split(True))
+            if smallest < 2 * processes:
+                raise UserError(f"train.loss per_source runs each source as its own forward pass, and the batch "
+                                f"{self.batch_split(True)} (labelled, pseudo) gives one of them {smallest} "
+                                f"image(s) for {processes} process(es); each needs at least 2 per process")
 
 
 @dataclass(frozen=True)
@@ -386,6 +588,7 @@ class InferenceSettings:
     crop_size: int | None
     stride: int | None
     flip: bool
+    base_size: int | None  # the long side images are resized to before inference (None: as they are)
 
     @classmethod
     def from_params(cls, params: Params) -> InferenceSettings:
@@ -394,10 +597,12 @@ class InferenceSettings:
         if mode == "sliding" and crop is None:
             crop = params.get("train.crop_size", int, positive)
         return cls(mode=mode, crop_size=crop, stride=params.get("inference.stride", int, positive, default=None),
-                   flip=params.get("inference.flip", bool))
+                   flip=params.get("inference.flip", bool),
+                   base_size=params.get("inference.base_size", int, positive, default=None))
 
     def as_kwargs(self) -> dict:
-        return {"mode": self.mode, "crop_size": self.crop_size, "stride": self.stride, "flip": self.flip}
+        return {"mode": self.mode, "crop_size": self.crop_size, "stride": self.stride, "flip": self.flip,
+                "base_size": self.base_size}
 
 
 def images_per_shard(params: Params) -> int:

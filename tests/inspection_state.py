@@ -30,8 +30,8 @@ UNLABELED_WITHOUT_TRUTH = "unl_05"  # an unlabelled image with no ground-truth m
 PARAMS_YAML = """\
 seed: 0
 rounds:
-  r1: {teacher: r0, init: teacher, labeling_ratio: 0.5, aug_strength: 1.0}
-  r2: {teacher: r1, init: teacher, labeling_ratio: 0.8, aug_strength: 1.5}
+  r1: {teacher: r0, init: teacher, labeling_ratio: 0.5}
+  r2: {teacher: r1, init: teacher, labeling_ratio: 0.8}
 """
 
 

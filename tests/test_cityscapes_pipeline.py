@@ -43,7 +43,7 @@ def project(tmp_path_factory, cityscapes_root) -> Path:
         "inference": {"mode": "sliding", "crop_size": 32, "flip": True},  # the paper's evaluation, scaled down
     })
     set_param(root, "rounds", {"r1": {"teacher": "r0", "init": "teacher", "labeling_ratio": 0.2,
-                                      "aug_strength": 1.5, "iterations": None}})
+                                      "iterations": None, "augmentation": {"pseudo": "beta 1.5"}}})
     run(["git", "commit", "-qam", "one round"], root)
     dvc(root, "repro")
     return root

@@ -5,7 +5,6 @@ A typo (a misspelt key, a value out of range, a missing section) fails here, not
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from pipeline_lib.predict.inference import resolve_sliding
 from pipeline_lib.pseudo_label.rules import METHODS
 from pipeline_lib.settings import (
     BASELINE_ROUND,
+    AugmentationSettings,
     ConfidenceSettings,
     InferenceSettings,
     Params,
@@ -31,7 +31,6 @@ from pipeline_lib.settings import (
     positive,
     round_schedule,
 )
-from pipeline_lib.train.augmentation import scale_range
 from pipeline_project import REPO
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
@@ -43,14 +42,11 @@ def load(path: Path) -> dict:
 
 
 def key_structure(params: dict) -> dict:
-    """Nested key names; under ``rounds`` one entry for the keys every round has (names vary)."""
+    """Nested key names outside ``rounds`` (whose entries may set any of ROUND_KEYS: checked by the settings)."""
     def keys(node):
         return {k: keys(v) for k, v in node.items()} if isinstance(node, dict) else None
 
-    structure = keys({k: v for k, v in params.items() if k != "rounds"})
-    round_keys = {frozenset(entry) for entry in params.get("rounds", {}).values()}
-    structure["rounds"] = sorted(sorted(k) for k in round_keys)
-    return structure
+    return keys({k: v for k, v in params.items() if k != "rounds"})
 
 
 def test_the_paper_sets_exist():
@@ -111,56 +107,68 @@ def by_name(stem: str) -> Params:
     return Params.load(REPO / "configs" / f"{stem}.yaml")
 
 
-def log_overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """Intersection over union of two scale ranges on a log scale."""
-    (a0, a1), (b0, b1) = [(math.log(x), math.log(y)) for x, y in (a, b)]
-    return max(0.0, min(a1, b1) - max(a0, b0)) / (max(a1, b1) - min(a0, b0))
+AUTHORS_AUGMENTATION = "rotate 10 p0.5, blur 5x5 p0.5, flip, pad centre"  # util/transform.py, every round
 
 
-@pytest.mark.parametrize("stem,arch,base_lr,aux_weight,alphas", [
-    ("cityscapes_1-8_pspnet50_crop361", "pspnet_resnet50", 0.01, 0.4, (0.2, 0.5)),
-    ("cityscapes_1-8_deeplabv2", "deeplabv2_resnet101", 0.002, 0.0, (0.2, 0.45)),
-])
-def test_cityscapes_sets_hold_the_paper_values(stem, arch, base_lr, aux_weight, alphas):
-    p = by_name(stem)
-    assert p.get("model.arch", str) == arch and p.get("data.dataset", str) == "cityscapes"
-    unlabeled = 2975 - labeled_size(2975, p.get("data.labeled_fraction", float), None)
-    assert unlabeled == 2603
-    baseline, rounds = TrainSettings.from_params(p, "r0"), [TrainSettings.from_params(p, r) for r in ("r1", "r2")]
-    assert baseline.batch_split(False) == (16, 0) and all(c.batch_split(True) == (8, 8) for c in rounds)
-    assert baseline.iterations == 200 * (unlabeled // 16)  # round 0: 200 epochs at 16 images a step
-    assert all(c.iterations == 200 * (unlabeled // 8) for c in rounds)  # 200 epochs of the pseudo-labelled half
-    assert (baseline.crop_size, baseline.base_lr, baseline.aux_weight, baseline.poly_power) == \
-        (361, base_lr, aux_weight, 0.9)
-    assert tuple(s.labeling_ratio for s in round_schedule(p).values()) == alphas
+def augmentation(scale: str) -> AugmentationSettings:
+    return AugmentationSettings.parse(f"scale {scale}, {AUTHORS_AUGMENTATION}")
+
+
+# Per config, the authors' values (see each file's comments for the source of each):
+# round 0 (iterations, batch), rounds 1-2 (iterations, labelled + pseudo), scale range per round, α, base size.
+AUTHORS = {
+    "cityscapes_1-8_pspnet50_crop361": dict(
+        arch="pspnet_resnet50_deep_stem", base_lr=0.01, aux_weight=0.4, crop=361, r0=(4600, 16), rounds=(65000, (8, 8)),
+        scales=("0.25-1.0", "0.25-1.0", "0.2-1.5"), alphas=(0.2, 0.5), base_size=1024),
+    "cityscapes_1-8_deeplabv2": dict(
+        arch="deeplabv2_resnet101_dars", base_lr=0.002, aux_weight=0.0, crop=361, r0=(32400, 16), rounds=(130200, (4, 4)),
+        scales=("0.25-1.0", "0.25-1.0", "0.2-1.5"), alphas=(0.2, 0.45), base_size=1024),
+    "voc_1464_pspnet50": dict(
+        arch="pspnet_resnet50_deep_stem", base_lr=0.01, aux_weight=0.4, crop=321, r0=(4550, 16), rounds=(56950, (8, 8)),
+        scales=("0.5-1.5", "0.5-1.5", "0.5-2.0"), alphas=(0.4, 0.5), base_size=400),
+}
+
+
+@pytest.mark.parametrize("stem", PAPER_SETS)
+def test_each_paper_set_holds_the_authors_values(stem):
+    """A config cannot drift from the authors' setting silently: every value they publish, per round."""
+    expected, p = AUTHORS[stem], by_name(stem)
+    assert p.get("model.arch", str) == expected["arch"]
+    baseline, r1, r2 = (TrainSettings.from_params(p, r) for r in ("r0", "r1", "r2"))
+    assert (baseline.iterations, baseline.batch_size) == expected["r0"] and baseline.batch_split(False)[1] == 0
+    assert all((c.iterations, c.batch_split(True)) == expected["rounds"] for c in (r1, r2))
+    for settings in (baseline, r1, r2):
+        assert (settings.crop_size, settings.aux_weight, settings.poly_power, settings.momentum,
+                settings.weight_decay, settings.head_lr_multiplier) == (expected["crop"], expected["aux_weight"], 0.9,
+                                                                         0.9, 0.0001, 10.0)
+        assert settings.loss == "per_source"  # sup + 1.0 x pseudo, each half its own forward pass
+    # Their rounds resume the teacher's optimiser on a schedule spanning the rounds: 1x, 0.536x, 0.372x.
+    assert [c.base_lr for c in (baseline, r1, r2)] == pytest.approx(
+        [expected["base_lr"] * f for f in (1.0, 0.5**0.9, (1 / 3) ** 0.9)])
+    assert (baseline.optimizer_state, r1.optimizer_state, r2.optimizer_state) == ("fresh", "teacher", "teacher")
+    # The same augmentation for both sources, per round; no colour jitter, rotation ±10° at p 0.5, 5x5 blur.
+    for settings, scale in zip((baseline, r1, r2), expected["scales"]):
+        assert settings.labeled_augmentation == augmentation(scale)
+        assert settings.pseudo_augmentation == augmentation(scale) or settings is baseline
+        assert settings.labeled_augmentation.jitter == 0
+    assert tuple(s.labeling_ratio for s in round_schedule(p).values()) == expected["alphas"]
     assert all(s.init == "teacher" for s in round_schedule(p).values())
-    assert InferenceSettings.from_params(p) == InferenceSettings("sliding", 361, None, True)
+    assert InferenceSettings.from_params(p) == InferenceSettings("sliding", expected["crop"], None, True,
+                                                                 expected["base_size"])
     assert p.get("pseudo_label.method", str) == "dars" and not p.get("pseudo_label.temperature_scaling", bool)
+    assert p.get("distributed.sync_batchnorm", bool) and not p.get("train.autocast", bool)
 
 
-@pytest.mark.parametrize("stem", ["cityscapes_1-8_pspnet50_crop361", "cityscapes_1-8_deeplabv2"])
-def test_cityscapes_beta_is_the_best_fit_to_the_paper_scale_ranges(stem):
-    """β gives scale_range(β); the sets use the β whose range overlaps the paper's most (see their header)."""
-    p = by_name(stem)
-    grid = np.arange(0.25, 3.01, 0.25)
-    for beta, paper_range in ((TrainSettings.from_params(p, "r0").labeled_aug_strength, (0.25, 1.0)),
-                              (TrainSettings.from_params(p, "r1").pseudo_aug_strength, (0.25, 1.0)),
-                              (TrainSettings.from_params(p, "r2").pseudo_aug_strength,
-                               (0.25, 1.0) if "deeplabv2" in stem else (0.2, 1.5))):
-        best = max(log_overlap(scale_range(b), paper_range) for b in grid)
-        assert log_overlap(scale_range(beta), paper_range) == pytest.approx(best)
+def test_cityscapes_sets_split_as_the_authors():
+    for stem in ("cityscapes_1-8_pspnet50_crop361", "cityscapes_1-8_deeplabv2"):
+        p = by_name(stem)
+        assert p.get("data.dataset", str) == "cityscapes"
+        assert 2975 - labeled_size(2975, p.get("data.labeled_fraction", float), None) == 2603
 
 
-def test_voc_set_holds_the_authors_values():
+def test_voc_set_takes_the_1464_train_images_as_labelled():
     p = by_name("voc_1464_pspnet50")
     assert p.get("data.dataset", str) == "voc"
     # Neither a fraction nor a count: the 1,464 train.txt images are the labelled split.
     assert p.get("data.labeled_fraction", float, default=None) is None
     assert p.get("data.labeled_count", int, default=None) is None
-    config = TrainSettings.from_params(p, "r1")
-    assert (config.crop_size, config.batch_split(True)) == (321, (8, 8))
-    assert config.iterations == 50 * ((10582 - 1464) // 8)
-    assert scale_range(config.labeled_aug_strength) == scale_range(config.pseudo_aug_strength) == (0.5, 1.5)
-    assert InferenceSettings.from_params(p) == InferenceSettings("sliding", 321, None, True)
-    # The authors' gen_pseudo_label configs for VOC 1,464: α = 0.4 in round 1, 0.5 in round 2.
-    assert [p.get(f"rounds.{r}.labeling_ratio", float) for r in ("r1", "r2")] == [0.4, 0.5]

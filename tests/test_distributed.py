@@ -331,6 +331,30 @@ def test_two_process_training_resumes_after_a_crash_and_writes_the_checkpoint(pr
     assert not (resume / "r0").exists()
 
 
+@needs_gloo
+def test_two_processes_train_a_round_with_the_per_source_loss(project, torchrun_env, capfd):
+    """Each rank runs each source as its own forward pass inside one DDP call; momentum is carried over."""
+    from stages.confidence import confidence
+    from stages.infer import infer
+    from stages.pseudo_label import pseudo_label
+    from stages.train import train
+
+    outputs = outputs_with_teacher(project, "per_source")
+    args = dict(round_name="r1", params=project / "params1.yaml", prepared=project / "prepared", outputs=outputs)
+    for stage in (infer, confidence, pseudo_label):
+        stage(**args)
+    params = yaml.safe_load((project / "params2.yaml").read_text())
+    params["train"].update(batch_size=8, loss="per_source")  # 4 + 4: two of each source per rank
+    (project / "per_source.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    train(**dict(args, params=project / "per_source.yaml", resume_dir=project / "resume_per_source"))
+    assert "2 × cpu (gloo)" in capfd.readouterr().out
+    checkpoint = torch.load(outputs / "r1" / "model.pt", weights_only=True)
+    assert checkpoint["provenance"]["train"]["loss"] == "per_source"
+    assert all(torch.isfinite(v).all() for v in checkpoint["model"].values() if v.is_floating_point())
+    assert checkpoint["optimizer_state"] and all(torch.isfinite(entry["momentum_buffer"]).all()
+                                                 for entry in checkpoint["optimizer_state"].values())
+
+
 def test_infer_records_the_fitted_temperature_and_confidence_divides_by_it_only_when_asked(project, torchrun_env):
     from pipeline_lib.data.prepared import load_label, load_spec, read_split
     from pipeline_lib.infer.temperature import fit_temperature

@@ -7,6 +7,7 @@ from torch import nn
 
 from pipeline_lib.errors import UserError
 from pipeline_lib.predict.inference import (
+    inference_size,
     logits_at_resolution,
     predict_labels,
     predict_logits,
@@ -261,3 +262,29 @@ def test_bad_arguments():
         predict_logits(model, x[None])
     with pytest.raises(TypeError, match="output_stride"):
         predict_logits(nn.Conv2d(3, 2, 1), x)
+
+
+@pytest.mark.parametrize("size, base, expected", [
+    ((1024, 2048), 1024, (512, 1024)),  # Cityscapes at the authors' base size 1024
+    ((375, 500), 400, (300, 400)),      # a VOC frame at 400
+    ((500, 333), 400, (400, 266)),      # portrait: the height is the long side (266.4 rounds down)
+    ((64, 96), None, (64, 96)),
+])
+def test_inference_size_resizes_the_long_side(size, base, expected):
+    assert inference_size(size, base) == expected
+
+
+@pytest.mark.parametrize("mode, flip", [("whole", False), ("sliding", True)])
+def test_base_size_is_inference_on_the_resized_image(mode, flip):
+    model = make(ContextModel)
+    x = image(48, 96)
+    kwargs = dict(mode=mode, crop_size=24, flip=flip)
+    logits = predict_logits(model, x, base_size=64, **kwargs)
+    resized = torch.nn.functional.interpolate(x[None], size=(32, 64), mode="bilinear", align_corners=False)[0]
+    assert logits.shape[-2:] == (4, 8)  # the grid of the 32 x 64 image
+    torch.testing.assert_close(logits, predict_logits(model, resized, **kwargs))
+    # Labels come back at the label size: the resized image's logits, resized back.
+    labels = predict_labels(model, x, (48, 96), base_size=64, **kwargs)
+    expected = logits_at_resolution(logits, (32, 64), 8, (48, 96)).argmax(0).to(torch.uint8).numpy()
+    assert labels.shape == (48, 96)
+    np.testing.assert_array_equal(labels, expected)

@@ -6,7 +6,15 @@ import pytest
 import yaml
 
 from pipeline_lib.errors import UserError
-from pipeline_lib.settings import InferenceSettings, Params, TrainSettings, fraction, positive, round_schedule
+from pipeline_lib.settings import (
+    AugmentationSettings,
+    InferenceSettings,
+    Params,
+    TrainSettings,
+    fraction,
+    positive,
+    round_schedule,
+)
 from pipeline_project import REPO
 
 
@@ -22,12 +30,13 @@ def test_default_params_are_valid():
     InferenceSettings.from_params(params)
 
 
-def test_round_config_uses_the_round_strength():
+def test_round_config_uses_the_round_augmentation():
     params = Params(default_params())
     assert TrainSettings.from_params(params, "r0").pseudo_fraction == 0.0
-    r2 = TrainSettings.from_params(params, "r2")
-    assert r2.pseudo_aug_strength == params.raw("rounds.r2.aug_strength")
-    assert r2.labeled_aug_strength == params.raw("train.aug_strength")
+    r1, r2 = (TrainSettings.from_params(params, name) for name in ("r1", "r2"))
+    labelled = AugmentationSettings.parse(params.raw("train.augmentation"))
+    assert r1.labeled_augmentation == r1.pseudo_augmentation == r2.labeled_augmentation == labelled
+    assert r2.pseudo_augmentation == AugmentationSettings.parse(params.raw("rounds.r2.augmentation.pseudo"))
 
 
 @pytest.mark.parametrize("key, value, message", [

@@ -63,21 +63,34 @@ def repro_ran_stages(root) -> list[str]:
 
 
 def test_labeling_ratio_reruns_the_labelling_not_the_confidences(project):
-    # α reruns the labelling pass only: the teacher's confidences and their histogram stay cached.
+    # α reruns the labelling pass only: the teacher's confidences and their histogram stay cached. (train@rK
+    # tracks its round's whole entry, whose optional keys need not all be written, so α shows there too: it
+    # reruns on the new pseudo labels in any case.)
     set_param(project, "rounds.r1.labeling_ratio", 0.3)
     try:
-        assert dry_run_stages(project) == ["pseudo_label@r1"]
+        assert dry_run_stages(project) == ["pseudo_label@r1", "train@r1"]
         assert "confidence@r1" not in changed_stages(project)
     finally:
         set_param(project, "rounds.r1.labeling_ratio", 0.2)
     set_param(project, "rounds.r2.labeling_ratio", 0.3)
     try:
-        # Only the directly affected stage is known before running; the rest follows from its new output.
-        assert dry_run_stages(project) == ["pseudo_label@r2"]
+        # Only the directly affected stages are known before running; the rest follows from their new outputs.
+        assert dry_run_stages(project) == ["pseudo_label@r2", "train@r2"]
         assert repro_ran_stages(project) == ["evaluate@r2", "pseudo_label@r2", "train@r2"]
     finally:
         set_param(project, "rounds.r2.labeling_ratio", 0.5)
     dvc(project, "repro")  # back to the original outputs (restored from the run cache)
+    assert dry_run_stages(project) == []
+
+
+def test_a_rounds_training_setting_reruns_that_training_only(project):
+    """An optional round key (here the authors' schedule) is tracked although the default params omit it."""
+    original = (project / "params.yaml").read_text()
+    set_param(project, "rounds.r2.base_lr", "continue")
+    try:
+        assert dry_run_stages(project) == ["train@r2"]
+    finally:
+        (project / "params.yaml").write_text(original)
     assert dry_run_stages(project) == []
 
 

@@ -21,12 +21,21 @@ def first_line(exc: BaseException) -> str:
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, arch: str, class_names: list[str],
-                    provenance: dict) -> None:
-    """Write weights (CPU tensors, contiguous) with arch, classes and provenance, atomically."""
+                    provenance: dict, optimizer_state: dict | None = None) -> None:
+    """Write weights (CPU tensors, contiguous) with arch, classes and provenance, atomically.
+
+    ``optimizer_state``: the SGD momentum buffers at the end of training (``{position: {"momentum_buffer":
+    tensor}}``), kept so that a next round may carry them on (``optimizer_state: teacher``)."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    checkpoint = {"arch": arch, "class_names": list(class_names), "model": state,
+                  "output_stride": int(getattr(model, "output_stride", 1)), "provenance": provenance}
+    if optimizer_state is not None:
+        checkpoint["optimizer_state"] = {int(index): {"momentum_buffer": entry["momentum_buffer"].detach().cpu()
+                                                      .contiguous()}
+                                         for index, entry in optimizer_state.items()
+                                         if entry.get("momentum_buffer") is not None}
     with atomic_path(path) as tmp:
-        torch.save({"arch": arch, "class_names": list(class_names), "model": state,
-                    "output_stride": int(getattr(model, "output_stride", 1)), "provenance": provenance}, tmp)
+        torch.save(checkpoint, tmp)
 
 
 def load_checkpoint(path: Path, expect_classes: list[str] | None = None) -> tuple[torch.nn.Module, dict]:

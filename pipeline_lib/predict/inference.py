@@ -8,6 +8,10 @@ result has ``Hp / s`` rows and ``Wp / s`` columns; cell (i, j) covers image pixe
 line up with the pixels exactly, sliding windows and the flipped image land on the same cells, and
 ``logits_at_resolution`` maps the grid back to pixels by upsampling to ``(Hp, Wp)`` and cropping.
 
+With a base size the image is first resized (bilinear) so that its long side is that many pixels, as the
+PSPNet reference's test does (Cityscapes: base size 1024 turns 2048x1024 frames into 1024x512), and the grid
+is that of the resized image; mapping it back to the label's pixels resizes back.
+
 Sliding windows are ``crop x crop`` pixels at offsets that are multiples of ``s``; each contributes
 the ``floor(crop / s)`` leading cells of its output in each direction (the cells that lie wholly
 inside the window), and overlapping contributions are averaged. Where the padded image is smaller
@@ -123,10 +127,30 @@ def resolve_sliding(crop_size: int | None, stride: int | None, out_stride: int) 
     return crop_size, on_grid
 
 
+def inference_size(size: tuple[int, int], base_size: int | None) -> tuple[int, int]:
+    """(H, W) of the image the model sees: ``size`` itself, or resized so that its long side is ``base_size``
+    (the short side rounded as the PSPNet reference rounds it)."""
+    height, width = size
+    if base_size is None:
+        return height, width
+    if height > width:
+        return base_size, round(base_size / height * width)
+    return round(base_size / width * height), base_size
+
+
+def resize_for_inference(image: torch.Tensor, base_size: int | None) -> torch.Tensor:
+    """A normalised (3, H, W) image resized to :func:`inference_size` (bilinear, as OpenCV's INTER_LINEAR)."""
+    size = inference_size(tuple(image.shape[-2:]), base_size)
+    if size == tuple(image.shape[-2:]):
+        return image
+    return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+
+
 def predict_logits(model: torch.nn.Module, image: torch.Tensor, mode: str = "whole", crop_size: int | None = None,
                    stride: int | None = None, flip: bool = False, autocast: bool | None = None,
-                   window_batch: int = 4) -> torch.Tensor:
-    """Logits (C, ceil(H/s), ceil(W/s)) for a normalised (3, H, W) image on the model's device.
+                   window_batch: int = 4, base_size: int | None = None) -> torch.Tensor:
+    """Logits (C, ceil(h/s), ceil(w/s)) for a normalised (3, H, W) image on the model's device, where (h, w)
+    is :func:`inference_size` of (H, W): the image itself, or resized to ``base_size`` on its long side.
 
     ``mode`` "whole" runs one forward pass; "sliding" averages ``crop_size`` windows every ``stride``
     pixels (default ceil(2/3 crop)). ``flip`` also predicts the horizontally mirrored image and
@@ -141,6 +165,7 @@ def predict_logits(model: torch.nn.Module, image: torch.Tensor, mode: str = "who
     out_stride = output_stride_of(model)
     if mode == "sliding":
         crop_size, stride = resolve_sliding(crop_size, stride, out_stride)
+    image = resize_for_inference(image, base_size)
     height, width = image.shape[-2:]
     padded = _pad_bottom_right(image, math.ceil(height / out_stride) * out_stride,
                                math.ceil(width / out_stride) * out_stride)
@@ -173,7 +198,8 @@ def predict_labels(model: torch.nn.Module, image: torch.Tensor, label_size: tupl
                    **kwargs) -> np.ndarray:
     """(H, W) uint8 class ids (argmax) at ``label_size``; ``kwargs`` go to ``predict_logits``."""
     logits = predict_logits(model, image, **kwargs)
+    seen = inference_size(tuple(image.shape[-2:]), kwargs.get("base_size"))
     with torch.inference_mode():
-        full = logits_at_resolution(logits, tuple(image.shape[-2:]), output_stride_of(model), tuple(label_size))
+        full = logits_at_resolution(logits, seen, output_stride_of(model), tuple(label_size))
         labels = full.argmax(0).to(torch.uint8)
     return labels.cpu().numpy()

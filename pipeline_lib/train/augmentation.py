@@ -1,47 +1,73 @@
-"""Training augmentation as plain functions: strength-scaled random scale, rotation, crop, blur, colour jitter
-and flip of an (image, label) pair."""
+"""Training augmentation as plain functions: random scale, rotation, crop, blur, colour jitter and flip of an
+(image, label) pair, as one source's recipe (settings.AugmentationSettings) says.
+
+The random draws happen in a fixed order (scale, rotation, crop, blur, jitter, flip) and a transform that is
+off draws nothing, so the ``beta B`` shorthand reproduces the draws of the single-strength versions exactly.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+from pipeline_lib.settings import AugmentationSettings
 
-def scale_range(strength: float) -> tuple[float, float]:
-    return max(0.25, 1.0 - 0.5 * strength), 1.0 + 0.5 * strength
+GREY = 124  # corner padding of the image (one value for all channels, as earlier versions)
+MEAN_COLOUR = (124, 116, 104)  # the ImageNet mean in 0-255: rotation fill and centred padding
 
 
-def augment(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, strength: float,
+def augment(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, recipe: AugmentationSettings,
             crop_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Random scale, rotation, crop, blur, colour jitter and flip of an (image, label) pair."""
     from PIL import Image, ImageFilter
 
     angle = 0.0
-    if strength > 0:
-        low, high = scale_range(strength)
-        scale = rng.uniform(low, high)
+    if recipe.scale is not None:
+        scale = rng.uniform(*recipe.scale)
         size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
         image = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
         label = np.asarray(Image.fromarray(label).resize(size, Image.NEAREST))
-        angle = rng.uniform(-10.0 * strength, 10.0 * strength)
+    if recipe.rotation > 0 and (recipe.rotation_p >= 1 or rng.random() < recipe.rotation_p):
+        angle = rng.uniform(-recipe.rotation, recipe.rotation)
     # Rotate only a window just large enough to hold the rotated crop, and blur / jitter only the crop:
     # on full-resolution frames (Cityscapes) doing them on the whole frame dominated the step time.
     radians = np.deg2rad(angle)
     window = crop_size if angle == 0 else int(np.ceil(crop_size * (abs(np.cos(radians)) + abs(np.sin(radians))))) + 2
-    image, label = random_crop(image, label, rng, window)
+    image, label = random_crop(image, label, rng, window, recipe.padding)
     if angle != 0:
         offset = (window - crop_size) // 2
         box = (offset, offset, offset + crop_size, offset + crop_size)
-        image = np.asarray(Image.fromarray(image).rotate(angle, Image.BILINEAR, fillcolor=(124, 116, 104)).crop(box))
+        image = np.asarray(Image.fromarray(image).rotate(angle, Image.BILINEAR, fillcolor=MEAN_COLOUR).crop(box))
         label = np.asarray(Image.fromarray(label).rotate(angle, Image.NEAREST, fillcolor=255).crop(box))
-    if strength > 0 and rng.random() < min(0.5, 0.5 * strength):
-        radius = rng.uniform(0.1, max(0.1, strength))
-        image = np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(radius)))
+    if recipe.blur_p > 0 and rng.random() < recipe.blur_p:
+        if recipe.blur_kernel is not None:
+            image = gaussian_blur(image, recipe.blur_kernel)
+        else:
+            radius = rng.uniform(0.1, max(0.1, recipe.blur_radius))
+            image = np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(radius)))
     image = image.astype(np.float32)
-    if strength > 0:
-        image = colour_jitter(image, rng, 0.3 * strength)
-    if strength > 0 and rng.random() < 0.5:
+    if recipe.jitter > 0:
+        image = colour_jitter(image, rng, recipe.jitter)
+    if recipe.flip_p > 0 and rng.random() < recipe.flip_p:
         image, label = image[:, ::-1], label[:, ::-1]
     return np.ascontiguousarray(image.clip(0, 255).astype(np.uint8)), np.ascontiguousarray(label)
+
+
+def gaussian_kernel(size: int) -> np.ndarray:
+    """OpenCV's 1-D Gaussian for a ``size`` kernel and σ = 0 (σ derived from the size: 1.1 for 5)."""
+    sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8
+    x = np.arange(size) - (size - 1) / 2
+    weights = np.exp(-x**2 / (2 * sigma**2))
+    return weights / weights.sum()
+
+
+def gaussian_blur(image: np.ndarray, size: int) -> np.ndarray:
+    """A ``size``×``size`` Gaussian blur (separable, mirrored border as OpenCV's default), rounded to uint8."""
+    kernel = gaussian_kernel(size)
+    half = size // 2
+    padded = np.pad(image.astype(np.float64), ((half, half), (half, half), (0, 0)), mode="reflect")
+    rows = sum(kernel[i] * padded[i:i + image.shape[0]] for i in range(size))
+    out = sum(kernel[i] * rows[:, i:i + image.shape[1]] for i in range(size))
+    return np.rint(out).clip(0, 255).astype(np.uint8)
 
 
 def colour_jitter(image: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
@@ -53,14 +79,20 @@ def colour_jitter(image: np.ndarray, rng: np.random.Generator, amount: float) ->
     return image.mean() + (image - image.mean()) * contrast
 
 
-def random_crop(image: np.ndarray, label: np.ndarray, rng: np.random.Generator,
-                crop_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """A crop_size² window; images smaller than the crop are padded (label 255, image grey)."""
+def random_crop(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, crop_size: int,
+                padding: str = "corner") -> tuple[np.ndarray, np.ndarray]:
+    """A crop_size² window; images smaller than the crop are padded (label 255): ``corner`` at the bottom and
+    right with grey, ``centre`` on both sides (the extra pixel after) with the mean colour, as the authors."""
     height, width = label.shape
     pad_h, pad_w = max(0, crop_size - height), max(0, crop_size - width)
     if pad_h or pad_w:
-        image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), constant_values=124)
-        label = np.pad(label, ((0, pad_h), (0, pad_w)), constant_values=255)
+        before_h, before_w = (pad_h // 2, pad_w // 2) if padding == "centre" else (0, 0)
+        spans = ((before_h, pad_h - before_h), (before_w, pad_w - before_w))
+        if padding == "centre":
+            image = np.stack([np.pad(image[..., c], spans, constant_values=MEAN_COLOUR[c]) for c in range(3)], -1)
+        else:
+            image = np.pad(image, (*spans, (0, 0)), constant_values=GREY)
+        label = np.pad(label, spans, constant_values=255)
         height, width = label.shape
     top = int(rng.integers(0, height - crop_size + 1))
     left = int(rng.integers(0, width - crop_size + 1))

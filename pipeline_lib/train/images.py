@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 
 from pipeline_lib.data.prepared import DatasetSpec, Sample, load_image, load_label
 from pipeline_lib.models.normalization import normalize_image
+from pipeline_lib.settings import AugmentationSettings
 from pipeline_lib.train.augmentation import augment
 
 
@@ -19,11 +20,11 @@ class TrainingImages(Dataset):
     Items are addressed by ``(index, augmentation_seed)`` so augmentation is reproducible.
     """
 
-    def __init__(self, samples: list[Sample], spec: DatasetSpec, aug_strength: float, crop_size: int,
+    def __init__(self, samples: list[Sample], spec: DatasetSpec, augmentation: AugmentationSettings, crop_size: int,
                  pseudo_label_store: Path | None = None) -> None:
         self.samples = samples
         self.spec = spec
-        self.aug_strength = aug_strength
+        self.augmentation = augmentation
         self.crop_size = crop_size
         self.pseudo_label_store = pseudo_label_store
         self._store = None  # opened lazily, once per DataLoader worker
@@ -45,7 +46,7 @@ class TrainingImages(Dataset):
         index, aug_seed = key
         image = load_image(self.samples[index].image)
         label = self.label(index, image.shape[:2])
-        image, label = augment(image, label, np.random.default_rng(aug_seed), self.aug_strength, self.crop_size)
+        image, label = augment(image, label, np.random.default_rng(aug_seed), self.augmentation, self.crop_size)
         return normalize_image(image), torch.from_numpy(label.astype(np.int64))
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler
 
 from pipeline_lib.atomic import atomic_path, write_text
@@ -28,6 +27,7 @@ from pipeline_lib.models.checkpoint import first_line
 from pipeline_lib.progress import track
 from pipeline_lib.settings import TrainSettings
 from pipeline_lib.train.images import MixedSources, TrainingImages
+from pipeline_lib.train.loss import PerSourceForward, per_source_loss, segmentation_loss, source_counts
 
 
 class IterationBatches(Sampler):
@@ -61,31 +61,14 @@ def poly_lr(initial_lr: float, iteration: int, total: int, power: float) -> floa
     return initial_lr * (1 - iteration / total) ** power
 
 
-def segmentation_loss(outputs: dict, target: torch.Tensor, aux_weight: float,
-                      pixel_normalizer: float | None = None) -> torch.Tensor:
-    """Cross-entropy (ignore 255) on logits upsampled to the target size, plus the weighted aux loss.
-
-    Each term is the mean over the non-ignored pixels of ``target``, or, given ``pixel_normalizer``, their
-    sum divided by it (one rank's share of a batch split over processes: see :func:`train`).
-    """
-    size = target.shape[-2:]
-
-    def ce(logits: torch.Tensor) -> torch.Tensor:
-        logits = F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
-        if pixel_normalizer is None:
-            return F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
-        return F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="sum") / pixel_normalizer
-
-    loss = ce(outputs["out"])
-    if aux_weight > 0 and outputs.get("aux") is not None:
-        loss = loss + aux_weight * ce(outputs["aux"])
-    return loss
-
-
 def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImages | None, config: TrainSettings,
           device: torch.device, work_dir: Path, fingerprint: str, log_dir: Path,
-          run: DistributedRun = DistributedRun(), sync_batchnorm: bool = False) -> torch.nn.Module:
+          run: DistributedRun = DistributedRun(), sync_batchnorm: bool = False,
+          momentum: dict | None = None) -> tuple[torch.nn.Module, dict]:
     """Train ``model`` in place for ``config.iterations`` iterations, resuming from ``work_dir`` if possible.
+
+    ``momentum``: SGD momentum buffers to start from (the teacher's, with ``optimizer_state: teacher``), as
+    returned by an earlier call, which returns ``(model, momentum)``.
 
     ``work_dir`` holds the resume state (``state.pt``) and the dvclive log while training runs; ``fingerprint``
     identifies the inputs and settings, and a state saved under another fingerprint is ignored. On success the
@@ -93,7 +76,7 @@ def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImage
 
     Under a process group (``run``) every rank calls this; the model is wrapped in DistributedDataParallel
     (its BatchNorm layers synchronised across GPUs if ``sync_batchnorm``), each rank trains on its share of
-    every batch, and only rank 0 logs and writes the resume state. Returns the unwrapped model.
+    every batch, and only rank 0 logs and writes the resume state. The model returned is the unwrapped one.
     """
     from dvclive import Live
 
@@ -109,6 +92,8 @@ def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImage
 
     # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none.
     scaler = torch.amp.GradScaler(device.type, enabled=config.autocast and autocast_dtype(device) == torch.float16)
+    if momentum is not None:
+        load_momentum(optimizer, momentum)  # a resume state below replaces it with the interrupted run's
 
     state_path = work_dir / "state.pt"
     start, rng_states = 0, None
@@ -132,16 +117,18 @@ def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImage
             shutil.rmtree(work_dir, ignore_errors=True)
         work_dir.mkdir(parents=True, exist_ok=True)
 
-    forward = model
+    per_batch = list(config.batch_split(pseudo is not None))
+    per_source = config.loss == "per_source" and len(per_batch) > 1 and per_batch[1] > 0
+    forward = PerSourceForward(model) if per_source else model
     if run.in_group:
         # An aux head whose loss is switched off gets no gradient; DDP must be told to expect that.
         unused_aux = config.aux_weight == 0 and bool(getattr(model, "has_aux_head", False))
         forward = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None,
+            forward, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=unused_aux)
 
     sources = [labeled] + ([pseudo] if pseudo is not None else [])
-    per_batch = list(config.batch_split(pseudo is not None))
+    counts = source_counts(per_batch, run.rank, run.world_size)
     batches = IterationBatches([len(s) for s in sources], per_batch, config.seed, start, config.iterations,
                                run.rank, run.world_size)
     loader = DataLoader(MixedSources(sources), batch_sampler=batches, num_workers=config.num_workers,
@@ -169,15 +156,23 @@ def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImage
             group["lr"] = poly_lr(group["initial_lr"], iteration, config.iterations, config.poly_power)
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
-        pixel_normalizer = None
-        if distributed:
-            # DDP averages the ranks' gradients, so dividing each rank's pixel-summed loss by (the batch's
-            # non-ignored pixels / world size) gives exactly the gradient of the whole batch's pixel mean.
-            valid = run.sum_over_ranks([float((targets != IGNORE_INDEX).sum())])[0]
-            pixel_normalizer = max(valid, 1.0) / run.world_size
-        with autocast_context(device, config.autocast):
-            outputs = forward(images)
-        loss = segmentation_loss(outputs, targets, config.aux_weight, pixel_normalizer)
+        if per_source:
+            valid = [float((part != IGNORE_INDEX).sum()) for part in targets.split(counts)]
+            if distributed:
+                valid = run.sum_over_ranks(valid)
+            with autocast_context(device, config.autocast):
+                outputs = forward(images, counts)
+            loss = per_source_loss(outputs, targets, counts, valid, config.aux_weight, run.world_size)
+        else:
+            pixel_normalizer = None
+            if distributed:
+                # DDP averages the ranks' gradients, so dividing each rank's pixel-summed loss by (the batch's
+                # non-ignored pixels / world size) gives exactly the gradient of the whole batch's pixel mean.
+                valid = run.sum_over_ranks([float((targets != IGNORE_INDEX).sum())])[0]
+                pixel_normalizer = max(valid, 1.0) / run.world_size
+            with autocast_context(device, config.autocast):
+                outputs = forward(images)
+            loss = segmentation_loss(outputs, targets, config.aux_weight, pixel_normalizer)
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"loss became {loss.item()} at iteration {iteration}; lower train.base_lr")
         optimizer.zero_grad(set_to_none=True)
@@ -208,7 +203,24 @@ def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImage
         with atomic_path(log_dir) as tmp:  # the curves only: dvc plots reads every file it is given
             shutil.copytree(work_dir / "live" / "plots" / "metrics", tmp)
         shutil.rmtree(work_dir, ignore_errors=True)
-    return model
+    return model, optimizer.state_dict()["state"]
+
+
+def load_momentum(optimizer: torch.optim.Optimizer, momentum: dict) -> None:
+    """Put saved SGD momentum buffers into ``optimizer``, keeping its own learning rates and settings.
+
+    ``momentum`` maps parameter positions (in parameter-group order) to ``{"momentum_buffer": tensor}``; a
+    parameter that never had a gradient (an aux head switched off) has none and starts from zero."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    buffers = {int(index): entry.get("momentum_buffer") for index, entry in momentum.items()}
+    if not buffers or any(not 0 <= index < len(params) or buffer is None or buffer.shape != params[index].shape
+                          for index, buffer in buffers.items()):
+        raise UserError(f"the teacher's optimiser state ({len(buffers)} momentum buffers) does not match this "
+                        f"model's {len(params)} parameters; set the round's optimizer_state to fresh")
+    state = optimizer.state_dict()
+    # Copies: SGD updates its buffers in place, and the caller's must stay as they were.
+    state["state"] = {index: {"momentum_buffer": buffer.clone()} for index, buffer in buffers.items()}
+    optimizer.load_state_dict(state)
 
 
 def forget_metrics_after(metrics_dir: Path, step: int) -> None:

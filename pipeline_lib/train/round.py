@@ -32,11 +32,11 @@ def train_round(run: DistributedRun, round_name: str, settings: TrainSettings, m
     paths = RoundPaths.of(outputs, round_name)
     arch = model_settings.arch
     class_names = list(spec.classes.names)
-    labeled = TrainingImages(read_split(prepared, "labeled", spec), spec, settings.labeled_aug_strength,
+    labeled = TrainingImages(read_split(prepared, "labeled", spec), spec, settings.labeled_augmentation,
                              settings.crop_size)
     provenance = base_provenance(round_name, settings, arch, prepared)
 
-    pseudo = None
+    pseudo, momentum = None, None
     torch.manual_seed(settings.seed)  # random initialisation draws from the global generator
     if round_name == BASELINE_ROUND:
         model = build_model(arch, len(class_names), pretrained_backbone=model_settings.pretrained_backbone)
@@ -46,6 +46,11 @@ def train_round(run: DistributedRun, round_name: str, settings: TrainSettings, m
         if schedule.init == "teacher":
             model, teacher_checkpoint = load_checkpoint(teacher, expect_classes=class_names)
             arch = teacher_checkpoint["arch"]
+            if settings.optimizer_state == "teacher":
+                momentum = teacher_checkpoint.get("optimizer_state")
+                if not isinstance(momentum, dict):
+                    raise UserError(f"{teacher}: holds no optimiser state to carry over (saved by an earlier "
+                                    f"version); retrain it, or set rounds.{round_name}.optimizer_state to fresh")
         else:
             model = build_model(arch, len(class_names), model_settings.pretrained_backbone)
         teacher_sha256 = file_sha256(teacher)
@@ -64,7 +69,7 @@ def train_round(run: DistributedRun, round_name: str, settings: TrainSettings, m
                 raise UserError(f"{paths.pseudo_labels}: drawn from the logits of checkpoint sha256 "
                                 f"{str(made_from)[:12]}…, not of this round's teacher {teacher} (sha256 "
                                 f"{teacher_sha256[:12]}…); remake them with `dvc repro pseudo_label@{round_name}`")
-            pseudo = TrainingImages(unlabeled, spec, settings.pseudo_aug_strength, settings.crop_size,
+            pseudo = TrainingImages(unlabeled, spec, settings.pseudo_augmentation, settings.crop_size,
                                     pseudo_label_store=paths.pseudo_labels)
             provenance["pseudo_labels_sha256"] = file_sha256(store_metadata)
         # else: the labelled-only control (self_training.pseudo_fraction = 0): this round's schedule and
@@ -78,8 +83,9 @@ def train_round(run: DistributedRun, round_name: str, settings: TrainSettings, m
         where = f"{run.world_size} × {run.device.type} ({run.backend})" if run.world_size > 1 else str(run.device)
         report(f"training {round_name}: {arch} on {where} ({precision_name(run.device, settings.autocast)}), "
                f"{settings.iterations} iterations, batch {settings.batch_split(pseudo is not None)} (labelled, pseudo)")
-    model = train(model, labeled, pseudo, settings, run.device, resume_dir / round_name,
-                  resume_fingerprint(provenance), paths.train_log, run=run, sync_batchnorm=sync_batchnorm)
+    model, momentum = train(model, labeled, pseudo, settings, run.device, resume_dir / round_name,
+                            resume_fingerprint(provenance), paths.train_log, run=run, sync_batchnorm=sync_batchnorm,
+                            momentum=momentum)
     if run.is_main:
-        save_checkpoint(paths.model, model, arch, class_names, provenance)
+        save_checkpoint(paths.model, model, arch, class_names, provenance, optimizer_state=momentum)
     return paths.model

@@ -503,8 +503,11 @@ class TrainSettings:
             base_lr = entry.base_lr
         pseudo_fraction = 0.0
         if round_name != BASELINE_ROUND:
-            pseudo_fraction = entry.pseudo_fraction if entry.pseudo_fraction is not None else \
-                get("self_training.pseudo_fraction", float, fraction_below_one)
+            # self_training.pseudo_fraction 0 is the labelled-only control of every round (`dars ablation`
+            # sets it so), whatever share a round's own entry gives.
+            pseudo_fraction = get("self_training.pseudo_fraction", float, fraction_below_one)
+            if pseudo_fraction > 0 and entry.pseudo_fraction is not None:
+                pseudo_fraction = entry.pseudo_fraction
         return cls(
             iterations=entry.iterations or get("train.iterations", int, positive),
             batch_size=entry.batch_size or get("train.batch_size", int, at_least(2)),

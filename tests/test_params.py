@@ -90,3 +90,11 @@ def test_optional_values():
     params = Params({"a": {"b": None}})
     assert params.get("a.b", float, fraction, default=None) is None
     assert params.get("a.c", int, default=None) is None
+
+
+def test_zero_pseudo_fraction_is_the_control_even_where_a_round_sets_its_own():
+    data = default_params()
+    data["rounds"]["r1"]["pseudo_fraction"] = 0.25
+    assert TrainSettings.from_params(Params(data), "r1").pseudo_fraction == 0.25
+    data["self_training"]["pseudo_fraction"] = 0  # what `dars ablation` sets for the control
+    assert TrainSettings.from_params(Params(data), "r1").pseudo_fraction == 0.0

@@ -271,6 +271,20 @@ def outputs_with_teacher(project: Path, name: str) -> Path:
     return outputs
 
 
+def pseudo_labelled_round(project: Path, name: str) -> tuple[Path, dict]:
+    """Round r1's infer, confidence and pseudo_label stages in one process, into a fresh outputs folder; returns it
+    and the stage arguments."""
+    from stages.confidence import confidence
+    from stages.infer import infer
+    from stages.pseudo_label import pseudo_label
+
+    outputs = outputs_with_teacher(project, name)
+    args = dict(round_name="r1", params=project / "params1.yaml", prepared=project / "prepared", outputs=outputs)
+    for stage in (infer, confidence, pseudo_label):
+        stage(**args)
+    return outputs, args
+
+
 @needs_gloo
 def test_two_processes_write_the_same_logits_confidences_and_pseudo_labels_as_one(project, torchrun_env, capfd):
     from stages.confidence import confidence
@@ -334,15 +348,9 @@ def test_two_process_training_resumes_after_a_crash_and_writes_the_checkpoint(pr
 @needs_gloo
 def test_two_processes_train_a_round_with_the_per_source_loss(project, torchrun_env, capfd):
     """Each rank runs each source as its own forward pass inside one DDP call; momentum is carried over."""
-    from stages.confidence import confidence
-    from stages.infer import infer
-    from stages.pseudo_label import pseudo_label
     from stages.train import train
 
-    outputs = outputs_with_teacher(project, "per_source")
-    args = dict(round_name="r1", params=project / "params1.yaml", prepared=project / "prepared", outputs=outputs)
-    for stage in (infer, confidence, pseudo_label):
-        stage(**args)
+    outputs, args = pseudo_labelled_round(project, "per_source")
     params = yaml.safe_load((project / "params2.yaml").read_text())
     params["train"].update(batch_size=8, loss="per_source")  # 4 + 4: two of each source per rank
     (project / "per_source.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -394,14 +402,7 @@ def test_two_srun_tasks_write_what_one_process_writes(project, torchrun_env, tmp
     import subprocess
     import sys
 
-    from stages.confidence import confidence
-    from stages.infer import infer
-    from stages.pseudo_label import pseudo_label
-
-    single = outputs_with_teacher(project, "srun1")
-    args = dict(round_name="r1", params=project / "params1.yaml", prepared=project / "prepared", outputs=single)
-    for stage in (infer, confidence, pseudo_label):
-        stage(**args)
+    single, args = pseudo_labelled_round(project, "srun1")
     tasks = tmp_path / "outputs"
     (tasks / "r1").mkdir(parents=True)
     shutil.copytree(single / "r0", tasks / "r0")

@@ -162,7 +162,7 @@ class LogitsStore(StackReader):
         return self.iter_blocks()
 
     def iter_logits(self, images: Sequence[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
-        """``(index, logits)`` for every image in order, or for ``images`` only, reading one shard at a time."""
+        """``(index, logits)`` for every image in order, or for ``images`` only, reading one image at a time."""
         for index, padded in self.iter_padded(images):
             yield index, self.crop(index, padded)
 

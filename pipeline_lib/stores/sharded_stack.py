@@ -281,16 +281,16 @@ class StackReader:
             yield first, self.read(slice(first, min(first + per_shard, len(self))))
 
     def iter_padded(self, images: Sequence[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
-        """``(index, padded item)`` for every image in order, or for ``images`` only (in order; a process's share
-        is whole shards, see :func:`owned_images`), reading one shard at a time."""
-        per_shard = self.images_per_shard
-        wanted = None if images is None else set(images)
-        shards = range(-(-len(self) // per_shard)) if images is None else sorted({i // per_shard for i in wanted})
-        for shard in shards:
-            first = shard * per_shard
-            for offset, padded in enumerate(self.read(slice(first, min(first + per_shard, len(self))))):
-                if wanted is None or first + offset in wanted:
-                    yield first + offset, padded
+        """``(index, padded item)`` for every image in order, or for ``images`` only, in ascending order.
+
+        One image (one inner chunk of its shard) is read at a time: measured on the confidence store (8 MB per
+        image), a whole-shard read cost 34 CPU-ms per image against 10 for image by image, zarr assembling
+        the shard's chunks into one fresh 134 MB array."""
+        indices = range(len(self)) if images is None else sorted(set(images))
+        if len(indices) and not (0 <= indices[0] and indices[-1] < len(self)):
+            raise IndexError(f"image indices must lie in 0..{len(self) - 1}")
+        for index in indices:
+            yield index, self.read(index)
 
 
 def check_sizes(value: Any, count: int, name: str, where: str) -> list[tuple[int, int]]:

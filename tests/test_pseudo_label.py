@@ -15,11 +15,12 @@ from hypothesis import strategies as st
 
 from pipeline_lib.confidence.histogram import ConfidenceHistogram
 from pipeline_lib.confidence.maps import (
-    _MIN_UPSAMPLED_EXTENT,
     _SUM_ALIGN_PIXELS,
     BAND_ROWS,
     _max_softmax_and_argmax,
     _row_bands,
+    _runs,
+    _upsampled_band,
     confidence_and_prediction,
 )
 from pipeline_lib.errors import UserError
@@ -568,8 +569,8 @@ def test_with_several_torch_threads_the_result_is_the_whole_image_one():
 
 
 @pytest.mark.parametrize("logits_shape, label_size, band_rows", [
-    ((19, 24, 8), (192, 32), 16),  # bands narrower than 128 would use torch's other upsampling kernel
-    ((19, 32, 2), (256, 16), 64),  # a short last band joins the one above for the same reason
+    ((19, 24, 8), (192, 32), 16),  # narrow: a band's width pass would use torch's other upsampling kernel
+    ((19, 32, 2), (256, 16), 64),  # narrow and tall
     ((23, 20, 13), (160, 101), 1),  # odd width: band starts on multiples of the sum's block
     ((23, 20, 13), (150, 37), 1),  # non-integer scale, odd width
     ((11, 64, 16), (192, 192), 16),  # integer scale 3: coordinates change when rows shift, so not banded
@@ -602,16 +603,30 @@ def test_row_bands_tile_the_label_and_meet_the_exactness_conditions(logit_height
     if factor is None:
         return
     for band in bands:
-        rows = band.skip + band.stop - band.start
-        assert rows + width > 128  # torch's general bilinear kernel, that of a whole image of this size
-        assert rows + width >= _MIN_UPSAMPLED_EXTENT
-        assert factor == 1 or band.input_stop - band.input_start != rows  # not upsampled as a plain copy
-        assert band.start - band.skip == factor * band.input_start  # local rows are a whole number of logit rows
-        assert 0 <= band.skip < 2 * factor
-        # The logit rows read cover both bilinear neighbours of every label row of the band.
-        for y in (band.start, band.stop - 1):
+        # The logit rows read are exactly the bilinear neighbours of the band's label rows.
+        neighbours = set()
+        for y in range(band.start, band.stop):
             source = max(0.0, (y + 0.5) / factor - 0.5)
-            assert band.input_start <= int(source) and min(int(source) + 2, logit_height) <= band.input_stop
+            neighbours |= {min(int(source), logit_height - 1), min(int(source) + 1, logit_height - 1)}
+        assert (band.input_start, band.input_stop) == (min(neighbours), max(neighbours) + 1)
+        # Its runs tile it, each run's rows between the same two logit rows.
+        runs = _runs(band, logit_height, factor)
+        assert runs[0].start == band.start and runs[-1].start + runs[-1].runs * runs[-1].length == band.stop
+        assert all(a.start + a.runs * a.length == b.start for a, b in zip(runs, runs[1:]))
+
+
+def test_separable_band_upsampling_equals_torch_upsampling_the_whole_image_bit_for_bit():
+    # The label rows of a band are combined from torch's width interpolation by hand; torch's own kernel
+    # rounds the same way (float32 bits compared, ties and a last row without a row below included).
+    logits = torch.from_numpy(np.random.default_rng(5).normal(0, 4, (19, 40, 256)).astype(np.float32))
+    expected = upsample_logits(logits, (320, 2048))
+    with one_torch_thread():
+        bands = _row_bands((320, 2048), 40, 64, 8)
+        workspace = torch.empty(19 * max(b.stop - b.start for b in bands) * 2048)
+        for band in bands:
+            got = _upsampled_band(logits, band, 2048, 8, workspace)
+            assert torch.equal(got.view(torch.int32), expected[:, band.start:band.stop].contiguous().view(torch.int32))
+    assert len(bands) > 2
 
 
 def test_confidence_and_prediction_nan_logits_give_nan_confidence_and_bad_band_rows_are_refused():

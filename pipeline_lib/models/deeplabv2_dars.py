@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from torch import Tensor, nn
 from torchvision.models import resnet101
 
+from pipeline_lib.models.dilated_resnet import dilate_bottlenecks
+
 ASPP_DILATIONS_USED = (6, 12)  # of their (6, 12, 18, 24): see the module docstring
 
 
@@ -46,11 +48,8 @@ class CaffeResNet101(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         first = self.layer2[0]  # the stride on the 1×1 conv, not the 3×3
         first.conv1.stride, first.conv2.stride = (2, 2), (1, 1)
-        for layer, dilation in ((self.layer3, 2), (self.layer4, 4)):
-            for block in layer:
-                block.conv2.stride = (1, 1)
-                block.conv2.dilation = block.conv2.padding = (dilation, dilation)
-            layer[0].downsample[0].stride = (1, 1)
+        dilate_bottlenecks(self.layer3, 2)
+        dilate_bottlenecks(self.layer4, 4)
         for module in self.modules():
             if isinstance(module, nn.BatchNorm2d):
                 module.weight.requires_grad_(False)

@@ -37,7 +37,7 @@ def _dilate_basic_blocks(layer: nn.Sequential, dilation: int) -> None:
             module.stride = (1, 1)
 
 
-def _dilate_bottlenecks(layer: nn.Sequential, dilation: int) -> None:
+def dilate_bottlenecks(layer: nn.Sequential, dilation: int) -> None:
     """semseg's dilation of a Bottleneck layer, in place: every 3×3 conv (``conv2``) at stride 1 with the
     given dilation, the shortcut's 1×1 conv at stride 1."""
     for name, module in layer.named_modules():
@@ -68,8 +68,8 @@ class DilatedResNet(nn.Module):
             if depth not in (50, 101):
                 raise ValueError(f"the deep-stem ResNet has depth 50 or 101, got {depth}")
             net = (resnet50 if depth == 50 else resnet101)(weights=None)
-            _dilate_bottlenecks(net.layer3, 2)
-            _dilate_bottlenecks(net.layer4, 4)
+            dilate_bottlenecks(net.layer3, 2)
+            dilate_bottlenecks(net.layer4, 4)
             first = net.layer1[0]  # fed the stem's 128 channels instead of 64
             first.conv1 = nn.Conv2d(128, first.conv1.out_channels, 1, bias=False)
             first.downsample[0] = nn.Conv2d(128, first.downsample[0].out_channels, 1, bias=False)

@@ -247,6 +247,8 @@ def project(tmp_path_factory) -> Path:
     params["model"]["arch"] = ARCH
     params["train"].update(iterations=4, batch_size=4, crop_size=64, checkpoint_every=2, log_every=2,
                            num_workers=0)
+    for entry in params["rounds"].values():  # the rounds' own iteration counts (1,000) would override train's
+        entry["iterations"] = 4
     params["inference"]["images_per_shard"] = 2
     for processes in (1, 2):
         params["distributed"] = {"processes": processes, "sync_batchnorm": False}

@@ -44,9 +44,13 @@ class Variant:
     def experiment_name(self, seed: int) -> str:
         return f"{self.method}{'-ts' if self.temperature_scaling else ''}-s{seed}"
 
-    def overrides(self, seed: int) -> list[str]:
-        """``dvc exp run -S`` arguments for this variant and seed."""
-        seeds = ["-S", f"seed={seed}", "-S", f"pseudo_label.seed={seed}"]
+    def overrides(self, seed: int, dataset: str) -> list[str]:
+        """``dvc exp run -S`` arguments for this variant and seed. A seed is a whole replicate: the training and
+        sampling seeds, the labelled/unlabelled split and, for the embedded dataset (``dataset`` "synthetic"),
+        the images themselves; one split and one set of images would leave their share of the spread unseen."""
+        seeds = ["-S", f"seed={seed}", "-S", f"pseudo_label.seed={seed}", "-S", f"data.split_seed={seed}"]
+        if dataset == "synthetic":
+            seeds += ["-S", f"synthetic.seed={seed}"]
         if self.method == CONTROL:
             return ["-S", "self_training.pseudo_fraction=0", *seeds]
         return ["-S", f"pseudo_label.method={self.method}",

@@ -26,14 +26,21 @@ def _dvc(*args: str) -> None:
         raise UserError(f"`dvc {' '.join(args)}` failed (see its output above)")
 
 
+SEEDS_HELP = "Comma-separated seeds, one experiment each; a seed sets the training and sampling seeds, the split " \
+             "and (embedded dataset) the images."
+
+
 def queue(variants: str = typer.Option(",".join(PAPER_VARIANTS), help=VARIANTS_HELP),
-          seeds: str = typer.Option("0", help="Comma-separated seeds (training and sampling); one experiment each."),
+          seeds: str = typer.Option("0", help=SEEDS_HELP),
+          params: Path = typer.Option(Path("params.yaml"), help="Parameter file (for data.dataset)."),
           ) -> None:
     """Queue one DVC experiment per variant and seed (skipping names that already exist)."""
     from pipeline_lib.ablation import COMMITS_SEARCHED, parse_seeds, parse_variants
     from pipeline_lib.comparison import experiment_names
+    from pipeline_lib.settings import DataSettings, Params
 
     variant_list, seed_list = parse_variants(variants), parse_seeds(seeds)
+    dataset = DataSettings.from_params(Params.load(params)).dataset
     existing = set(experiment_names(COMMITS_SEARCHED))
     for seed in seed_list:
         for variant in variant_list:
@@ -41,21 +48,22 @@ def queue(variants: str = typer.Option(",".join(PAPER_VARIANTS), help=VARIANTS_H
             if name in existing:
                 typer.echo(f"{name}: exists, skipped (remove it with `dvc exp remove {name}` to rerun)")
                 continue
-            _dvc("exp", "run", "--queue", "-n", name, *variant.overrides(seed))
+            _dvc("exp", "run", "--queue", "-n", name, *variant.overrides(seed, dataset))
 
 
 def run(variants: str = typer.Option(",".join(PAPER_VARIANTS), help=VARIANTS_HELP),
-        seeds: str = typer.Option("0", help="Comma-separated seeds."),
+        seeds: str = typer.Option("0", help=SEEDS_HELP),
         out: Path = typer.Option(Path("reports/ablation.md"), help="Where to write the markdown table."),
+        params: Path = typer.Option(Path("params.yaml"), help="Parameter file (data.dataset, the round schedule)."),
         ) -> None:
     """Queue the grid, run the queue (one job at a time), then print and save the table."""
-    queue(variants, seeds)
+    queue(variants, seeds, params)
     _dvc("exp", "run", "--run-all", "-j", "1")
-    table(variants, seeds, out, Path("params.yaml"), Path("data/prepared"))
+    table(variants, seeds, out, params, Path("data/prepared"))
 
 
 def table(variants: str = typer.Option(",".join(PAPER_VARIANTS), help=VARIANTS_HELP),
-          seeds: str = typer.Option("0", help="Comma-separated seeds."),
+          seeds: str = typer.Option("0", help=SEEDS_HELP),
           out: Path = typer.Option(Path("reports/ablation.md"), help="Where to write the markdown table."),
           params: Path = typer.Option(Path("params.yaml"), help="Parameter file (for the round schedule)."),
           prepared: Path = typer.Option(Path("data/prepared"), help="Prepared dataset (for class names)."),

@@ -25,17 +25,20 @@ def test_unknown_variants_are_refused_by_name(text):
         Variant.parse(text)
 
 
-def test_overrides_set_method_scaling_and_both_seeds():
-    assert Variant.parse("da+ts").overrides(2) == [
+def test_a_seed_sets_method_scaling_training_sampling_split_and_for_the_embedded_dataset_its_images():
+    assert Variant.parse("da+ts").overrides(2, "synthetic") == [
         "-S", "pseudo_label.method=da", "-S", "pseudo_label.temperature_scaling=true",
-        "-S", "seed=2", "-S", "pseudo_label.seed=2"]
+        "-S", "seed=2", "-S", "pseudo_label.seed=2", "-S", "data.split_seed=2", "-S", "synthetic.seed=2"]
+    # A real dataset's images are what they are: only the split varies with the seed.
+    assert Variant.parse("dars").overrides(1, "cityscapes")[-6:] == [
+        "-S", "seed=1", "-S", "pseudo_label.seed=1", "-S", "data.split_seed=1"]
 
 
 def test_control_trains_the_rounds_without_pseudo_labels():
     control = Variant.parse(CONTROL)
     assert control.experiment_name(0) == "supervised-s0"
-    assert control.overrides(1) == ["-S", "self_training.pseudo_fraction=0", "-S", "seed=1",
-                                    "-S", "pseudo_label.seed=1"]
+    assert control.overrides(1, "voc") == ["-S", "self_training.pseudo_fraction=0", "-S", "seed=1",
+                                           "-S", "pseudo_label.seed=1", "-S", "data.split_seed=1"]
     assert "labelled only" in control.label
 
 

@@ -4,13 +4,15 @@ Each variant is a pseudo-labelling method with or without temperature scaling ("
 labelled-only control ("supervised": every round's iterations without pseudo labels, which tells the pseudo
 labels' gain from that of training longer); each runs as a DVC experiment named ``<variant>[-ts]-s<seed>``.
 The table reads the experiments' evaluation files (:mod:`pipeline_lib.comparison`): the first round (k = 1)
-and the last round (iterative training), against the supervised baseline (round r0).
+and the last round (iterative training), against the supervised baseline (round r0). The round-0 curve
+(the baseline against its training budget) tells whether that baseline has converged.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from pipeline_lib.comparison import first_and_last, format_table, read_runs
 from pipeline_lib.errors import UserError
@@ -45,12 +47,8 @@ class Variant:
         return f"{self.method}{'-ts' if self.temperature_scaling else ''}-s{seed}"
 
     def overrides(self, seed: int, dataset: str) -> list[str]:
-        """``dvc exp run -S`` arguments for this variant and seed. A seed is a whole replicate: the training and
-        sampling seeds, the labelled/unlabelled split and, for the embedded dataset (``dataset`` "synthetic"),
-        the images themselves; one split and one set of images would leave their share of the spread unseen."""
-        seeds = ["-S", f"seed={seed}", "-S", f"pseudo_label.seed={seed}", "-S", f"data.split_seed={seed}"]
-        if dataset == "synthetic":
-            seeds += ["-S", f"synthetic.seed={seed}"]
+        """``dvc exp run -S`` arguments for this variant and seed (a whole replicate, see seed_overrides)."""
+        seeds = seed_overrides(seed, dataset)
         if self.method == CONTROL:
             return ["-S", "self_training.pseudo_fraction=0", *seeds]
         return ["-S", f"pseudo_label.method={self.method}",
@@ -66,6 +64,74 @@ def parse_seeds(text: str) -> list[int]:
         return [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise UserError(f"--seeds must be comma-separated integers, got {text!r}") from None
+
+
+def seed_overrides(seed: int, dataset: str) -> list[str]:
+    """``-S`` arguments of one replicate: the training and sampling seeds, the labelled/unlabelled split and, for
+    the embedded dataset (``dataset`` "synthetic"), the images themselves; one split and one set of images would
+    leave their share of the spread unseen."""
+    overrides = ["-S", f"seed={seed}", "-S", f"pseudo_label.seed={seed}", "-S", f"data.split_seed={seed}"]
+    return overrides + (["-S", f"synthetic.seed={seed}"] if dataset == "synthetic" else [])
+
+
+# The round-0 curve: the supervised baseline's val scores against its training budget, one experiment per budget
+# (each its own full poly schedule, so a point is what training that long gives, not a checkpoint of a longer
+# run). Its rows are a committed CSV, so a curve longer than one working session is resumed from it.
+CURVE_COLUMNS = ("iterations", "seed", "miou", "tail_miou", "head_miou", "experiment")
+
+
+def curve_experiment_name(iterations: int, seed: int) -> str:
+    return f"r0-it{iterations}-s{seed}"
+
+
+def curve_overrides(iterations: int, seed: int, dataset: str) -> list[str]:
+    return ["-S", f"train.iterations={iterations}", *seed_overrides(seed, dataset)]
+
+
+def parse_iterations(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise UserError(f"--iterations must be comma-separated positive integers, got {text!r}")
+    return sorted(set(values))
+
+
+def read_curve(path: str | os.PathLike) -> list[dict]:
+    """The rows of a curve CSV (none if it does not exist); UserError naming the file if it is not one."""
+    import csv
+
+    path = Path(path)
+    if not path.exists():
+        return []
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        if tuple(reader.fieldnames or ()) != CURVE_COLUMNS:
+            raise UserError(f"{path}: not a round-0 curve (columns {reader.fieldnames}, expected "
+                            f"{', '.join(CURVE_COLUMNS)}); move it away to start a new one")
+        try:
+            return [{**row, "iterations": int(row["iterations"]), "seed": int(row["seed"])} for row in reader]
+        except ValueError as exc:
+            raise UserError(f"{path}: a row's iterations or seed is not an integer ({exc})") from None
+
+
+def curve_row(iterations: int, seed: int, experiment: str, evaluation: dict | None) -> dict:
+    """One CSV row from an experiment's round-0 evaluation.json; UserError if it has none."""
+    if not evaluation or "miou" not in evaluation:
+        raise UserError(f"experiment {experiment!r} has no outputs/r0/evaluation.json: it did not finish")
+    return {"iterations": iterations, "seed": seed, "miou": f"{evaluation['miou']:.6f}",
+            "tail_miou": f"{evaluation['tail_miou']:.6f}" if evaluation.get("tail_miou") is not None else "",
+            "head_miou": f"{evaluation['head_miou']:.6f}" if evaluation.get("head_miou") is not None else "",
+            "experiment": experiment}
+
+
+def curve_csv(rows: list[dict]) -> str:
+    """The curve's CSV text, rows ordered by seed then iterations."""
+    lines = [",".join(CURVE_COLUMNS)]
+    for row in sorted(rows, key=lambda r: (int(r["seed"]), int(r["iterations"]))):
+        lines.append(",".join(str(row[column]) for column in CURVE_COLUMNS))
+    return "\n".join(lines) + "\n"
 
 
 # Experiments hang off the commit they were queued from; look a few commits back so that committing

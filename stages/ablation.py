@@ -85,5 +85,50 @@ def table(variants: str = typer.Option(",".join(PAPER_VARIANTS), help=VARIANTS_H
     typer.echo(f"wrote {out}")
 
 
-for _name, _command in (("queue", queue), ("run", run), ("table", table)):
+def curve(iterations: str = typer.Option("1000,2000,4000,8000",
+                                         help="Comma-separated round-0 budgets, one experiment each."),
+          seeds: str = typer.Option("0", help=SEEDS_HELP),
+          out: Path = typer.Option(Path("outputs/round0_curve.csv"), help="The curve's CSV, to commit (a DVC "
+                                   "plot: `dvc plots show outputs/round0_curve.csv`)."),
+          params: Path = typer.Option(Path("params.yaml"), help="Parameter file (for data.dataset)."),
+          ) -> None:
+    """Round 0's val mIoU against its training budget: one DVC experiment per budget and seed (only prepare,
+    train_r0 and evaluate_r0 run), each a whole poly schedule of that length, queued and run one at a time (the
+    workspace is left as it is). Rows already in the CSV are kept and not rerun, and the CSV is rewritten after
+    each budget, so a curve longer than a working session resumes from the committed file."""
+    from pipeline_lib.ablation import (
+        COMMITS_SEARCHED,
+        curve_csv,
+        curve_experiment_name,
+        curve_overrides,
+        curve_row,
+        parse_iterations,
+        parse_seeds,
+        read_curve,
+    )
+    from pipeline_lib.atomic import write_text
+    from pipeline_lib.comparison import experiment_names, read_runs
+    from pipeline_lib.settings import BASELINE_ROUND, DataSettings, Params
+
+    budgets, seed_list = parse_iterations(iterations), parse_seeds(seeds)
+    dataset = DataSettings.from_params(Params.load(params)).dataset
+    rows = read_curve(out)
+    done = {(row["iterations"], row["seed"]) for row in rows}
+    existing = set(experiment_names(COMMITS_SEARCHED))
+    for seed in seed_list:
+        for budget in budgets:
+            if (budget, seed) in done:
+                typer.echo(f"{budget} iterations, seed {seed}: in {out}, kept")
+                continue
+            name = curve_experiment_name(budget, seed)
+            if name not in existing:
+                _dvc("exp", "run", "--queue", "-n", name, *curve_overrides(budget, seed, dataset), "evaluate_r0")
+                _dvc("exp", "run", "--run-all", "-j", "1")
+            [finished] = read_runs([name], [BASELINE_ROUND])
+            rows.append(curve_row(budget, seed, name, finished.evaluation[BASELINE_ROUND]))
+            write_text(out, curve_csv(rows))
+            typer.echo(f"{budget} iterations, seed {seed}: mIoU {100 * float(rows[-1]['miou']):.1f} → {out}")
+
+
+for _name, _command in (("queue", queue), ("run", run), ("table", table), ("curve", curve)):
     app.command(_name)(reports_user_errors(_command))

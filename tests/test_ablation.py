@@ -1,15 +1,30 @@
-"""The ablation grid's variants, their DVC overrides and the Table-4-shaped markdown table."""
+"""The ablation grid's variants, their DVC overrides and the Table-4-shaped markdown table; the round-0 curve."""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
+import sys
 
 import pytest
 
 import pipeline_lib.ablation as ablation
-from pipeline_lib.ablation import CONTROL, PAPER_VARIANTS, Variant, ablation_table
+from pipeline_lib.ablation import (
+    CONTROL,
+    PAPER_VARIANTS,
+    Variant,
+    ablation_table,
+    curve_csv,
+    curve_experiment_name,
+    curve_overrides,
+    curve_row,
+    parse_iterations,
+    read_curve,
+)
 from pipeline_lib.comparison import RunResults
 from pipeline_lib.errors import UserError
+from pipeline_project import dvc, make_project, run
 
 
 def test_variants_parse_with_and_without_temperature_scaling():
@@ -76,3 +91,52 @@ def test_table_takes_one_baseline_per_seed_and_lists_unfinished(monkeypatch):
 def test_table_refuses_a_grid_with_nothing_finished():
     with pytest.raises(UserError, match="no finished experiment of this grid; missing st-s0"):
         ablation_table(set(), [Variant("st", False)], [0], ["r1"], ["road"])
+
+
+def test_curve_budgets_and_files_are_checked_and_rows_kept_in_order(tmp_path):
+    assert parse_iterations("4000, 1000,2000,1000") == [1000, 2000, 4000]
+    for bad in ("", "1000,x", "0,1000"):
+        with pytest.raises(UserError, match="--iterations must be comma-separated positive integers"):
+            parse_iterations(bad)
+    assert read_curve(tmp_path / "none.csv") == []
+    (tmp_path / "other.csv").write_text("class,iou\nroad,0.9\n")
+    with pytest.raises(UserError, match=r"other\.csv: not a round-0 curve"):
+        read_curve(tmp_path / "other.csv")
+    with pytest.raises(UserError, match="'r0-it8-s0' has no outputs/r0/evaluation.json"):
+        curve_row(8, 0, "r0-it8-s0", None)
+    rows = [curve_row(4000, 1, "r0-it4000-s1", {"miou": 0.4, "tail_miou": 0.1, "head_miou": 0.6}),
+            curve_row(2000, 0, "r0-it2000-s0", {"miou": 0.3, "tail_miou": None, "head_miou": 0.5}),
+            curve_row(1000, 1, "r0-it1000-s1", {"miou": 0.2, "tail_miou": 0.05, "head_miou": 0.4})]
+    (tmp_path / "curve.csv").write_text(curve_csv(rows))
+    assert (tmp_path / "curve.csv").read_text().splitlines() == [
+        "iterations,seed,miou,tail_miou,head_miou,experiment",
+        "2000,0,0.300000,,0.500000,r0-it2000-s0",
+        "1000,1,0.200000,0.050000,0.400000,r0-it1000-s1",
+        "4000,1,0.400000,0.100000,0.600000,r0-it4000-s1"]
+    assert [(r["iterations"], r["seed"]) for r in read_curve(tmp_path / "curve.csv")] == [(2000, 0), (1000, 1),
+                                                                                          (4000, 1)]
+    assert curve_overrides(500, 2, "synthetic")[:2] == ["-S", "train.iterations=500"]
+    assert curve_experiment_name(500, 2) == "r0-it500-s2"
+
+
+@pytest.mark.slow
+def test_round0_curve_runs_one_experiment_per_budget_and_resumes_from_its_csv(tmp_path):
+    project = make_project(tmp_path / "curve")
+    params_before = (project / "params.yaml").read_text()
+    command = [sys.executable, "-m", "stages.cli", "ablation", "curve", "--iterations", "3,2"]
+    first = run(command, project).stdout
+    assert first.count("$ dvc exp run --queue") == 2
+    rows = read_curve(project / "outputs" / "round0_curve.csv")
+    assert [(r["iterations"], r["seed"], r["experiment"]) for r in rows] == [(2, 0, "r0-it2-s0"), (3, 0, "r0-it3-s0")]
+    # Each row holds its experiment's round-0 scores, as `dvc exp show` has them.
+    shown = list(csv.DictReader(io.StringIO(dvc(project, "exp", "show", "--csv").stdout)))
+    for row in rows:
+        [experiment] = [e for e in shown if e["Experiment"] == row["experiment"]]
+        assert experiment["train.iterations"] == str(row["iterations"])
+        # (only round 0's metrics file exists in these experiments, so DVC names its columns without the path)
+        assert abs(float(experiment["miou"]) - float(row["miou"])) < 1e-6
+    assert (project / "params.yaml").read_text() == params_before  # the workspace is left as it was
+    # Run again with one more budget: the finished ones are kept, only the new one runs.
+    again = run([*command[:-1], "4,3,2"], project).stdout
+    assert again.count("kept") == 2 and again.count("$ dvc exp run --queue") == 1
+    assert [r["iterations"] for r in read_curve(project / "outputs" / "round0_curve.csv")] == [2, 3, 4]

@@ -617,7 +617,8 @@ def test_row_bands_tile_the_label_and_meet_the_exactness_conditions(logit_height
 
 def test_separable_band_upsampling_equals_torch_upsampling_the_whole_image_bit_for_bit():
     # The label rows of a band are combined from torch's width interpolation by hand; torch's own kernel
-    # rounds the same way (float32 bits compared, ties and a last row without a row below included).
+    # rounds the same way (float32 bits compared; the first rows, clamped to logit row 0, and the last ones,
+    # without a logit row below, included).
     logits = torch.from_numpy(np.random.default_rng(5).normal(0, 4, (19, 40, 256)).astype(np.float32))
     expected = upsample_logits(logits, (320, 2048))
     with one_torch_thread():

@@ -14,6 +14,7 @@ it fails there, not silently.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -137,19 +138,13 @@ class _Run:
 def _runs(band: _RowBand, logit_height: int, factor: int) -> list[_Run]:
     """The band's label rows grouped into runs between the same two logit rows, equal runs joined."""
     rows = [(y, *_source_row_and_weight(y, logit_height, factor)) for y in range(band.start, band.stop)]
-    groups: list[list[tuple[int, int, int, float]]] = []
-    for row in rows:
-        if groups and groups[-1][0][1:3] == row[1:3]:
-            groups[-1].append(row)
-        else:
-            groups.append([row])
     runs: list[_Run] = []
-    for group in groups:
-        start, lower, upper = group[0][:3]
-        weights = tuple(row[3] for row in group)
+    for (lower, upper), group in itertools.groupby(rows, key=lambda row: row[1:3]):
+        group = list(group)
+        start, weights = group[0][0], tuple(row[3] for row in group)
         last = runs[-1] if runs else None
         if last is not None and last.upper_weights == weights and lower == last.lower + last.runs \
-                and upper == last.upper + last.runs and start == last.start + last.runs * last.length:
+                and upper == last.upper + last.runs:  # the next run of the same shape: one op for both
             runs[-1] = _Run(last.start, last.length, last.runs + 1, last.lower, last.upper, weights)
         else:
             runs.append(_Run(start, len(group), 1, lower, upper, weights))

@@ -2,21 +2,25 @@
 
 Each variant is a pseudo-labelling method with or without temperature scaling ("cbst+ts"), or the
 labelled-only control ("supervised": every round's iterations without pseudo labels, which tells the pseudo
-labels' gain from that of training longer); each runs as a DVC experiment named ``<variant>[-ts]-s<seed>``.
-The table reads the experiments' evaluation files (:mod:`pipeline_lib.comparison`): the first round (k = 1)
-and the last round (iterative training), against the supervised baseline (round r0). The round-0 curve
-(the baseline against its training budget) tells whether that baseline has converged.
+labels' gain from that of training longer); each runs as a DVC experiment named
+``<variant>[-ts]-s<seed>-<grid key>``, the key naming the grid's settings (:func:`grid_key`). Finished
+experiments are copied into a committed record (:mod:`pipeline_lib.ablation_record`), which the table and the
+figure read: the first round (k = 1) and the last round (iterative training), against the supervised baseline
+(round r0). The round-0 curve (the baseline against its training budget) tells whether that baseline has
+converged.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline_lib.comparison import first_and_last, format_table, read_runs
 from pipeline_lib.errors import UserError
-from pipeline_lib.settings import BASELINE_ROUND, METHODS
+from pipeline_lib.settings import METHODS, Params
 
 PAPER_VARIANTS = ("st", "st+ts", "cbst", "cbst+ts", "da+ts", "dars")
 CONTROL = "supervised"
@@ -43,8 +47,13 @@ class Variant:
             return "labelled only, same iterations"
         return self.method.upper() + ("+TS" if self.temperature_scaling else "")
 
-    def experiment_name(self, seed: int) -> str:
-        return f"{self.method}{'-ts' if self.temperature_scaling else ''}-s{seed}"
+    @property
+    def name(self) -> str:
+        """How ``--variants`` spells it (``cbst+ts``), and the record too."""
+        return self.method + ("+ts" if self.temperature_scaling else "")
+
+    def experiment_name(self, seed: int, grid: str) -> str:
+        return f"{self.method}{'-ts' if self.temperature_scaling else ''}-s{seed}-{grid}"
 
     def overrides(self, seed: int, dataset: str) -> list[str]:
         """``dvc exp run -S`` arguments for this variant and seed (a whole replicate, see seed_overrides)."""
@@ -64,6 +73,40 @@ def parse_seeds(text: str) -> list[int]:
         return [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise UserError(f"--seeds must be comma-separated integers, got {text!r}") from None
+
+
+# The keys a variant or a seed sets (see Variant.overrides); every other parameter is the grid's.
+VARIANT_AND_SEED_KEYS = ("pseudo_label.method", "pseudo_label.temperature_scaling", "seed", "pseudo_label.seed",
+                         "data.split_seed", "synthetic.seed")
+GRID_KEY_LENGTH = 8
+
+
+def grid_key(params: Params) -> str:
+    """A short hash of the parameters a grid's experiments share: all of them but the keys a variant or a seed
+    sets (VARIANT_AND_SEED_KEYS). Experiment names and record rows carry it, so runs of different settings (a
+    longer round 0, another dataset) are never queued as done or averaged together; comments and key order do
+    not change it."""
+    data = json.loads(json.dumps(params.data))  # a copy
+    for key in VARIANT_AND_SEED_KEYS:
+        *parents, last = key.split(".")
+        node = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:GRID_KEY_LENGTH]
+
+
+_EXPERIMENT_NAME = re.compile(r"^(?P<method>[a-z]+)(?P<ts>-ts)?-s(?P<seed>\d+)-(?P<grid>[0-9a-f]+)$")
+
+
+def parse_experiment_name(name: str) -> tuple[Variant, int, str] | None:
+    """(variant, seed, grid key) of a grid experiment's name; None for any other name."""
+    match = _EXPERIMENT_NAME.match(name)
+    if not match or (match["method"] not in METHODS and not (match["method"] == CONTROL and not match["ts"])):
+        return None
+    return Variant(match["method"], bool(match["ts"])), int(match["seed"]), match["grid"]
 
 
 def seed_overrides(seed: int, dataset: str) -> list[str]:
@@ -137,38 +180,3 @@ def curve_csv(rows: list[dict]) -> str:
 # Experiments hang off the commit they were queued from; look a few commits back so that committing
 # (say, the README) after queueing does not hide them.
 COMMITS_SEARCHED = 20
-
-
-def ablation_table(existing: set[str], variants: list[Variant], seeds: list[int], rounds: list[str],
-                   class_names: list[str], repo_root: str | os.PathLike = ".",
-                   outputs: str | os.PathLike = "outputs") -> str:
-    """The Table-4 markdown of the finished experiments (``existing`` names them): round ``rounds[0]`` (k = 1)
-    and, with more rounds, the last one (iterative training), each below the supervised baseline (round r0,
-    one per seed); unfinished experiments are listed."""
-    names = [v.experiment_name(s) for v in variants for s in seeds]
-    missing = [name for name in names if name not in existing]
-    if len(missing) == len(names):
-        raise UserError(f"no finished experiment of this grid; missing {', '.join(missing[:6])}… — run "
-                        "`dars ablation run` (or `dars ablation queue` then `dvc exp run --run-all`)")
-    shown = first_and_last(rounds)
-    runs = {run.name: run for run in read_runs([n for n in names if n in existing], [BASELINE_ROUND, *shown],
-                                               repo_root, outputs)}
-
-    def evaluations(variant: Variant, round_name: str) -> list[dict | None]:
-        return [runs[name].evaluation[round_name] for s in seeds if (name := variant.experiment_name(s)) in runs]
-
-    # Round r0 does not depend on the variant: one per seed, from the first finished variant of that seed.
-    baseline = []
-    for seed in seeds:
-        finished = [v.experiment_name(seed) for v in variants if v.experiment_name(seed) in runs]
-        if finished:
-            baseline.append(runs[finished[0]].evaluation[BASELINE_ROUND])
-    sections = [(f"k = 1 (round {rounds[0]}), val mIoU ×100", rounds[0])]
-    if len(rounds) > 1:
-        sections.append((f"iterative training (round {rounds[-1]}), val mIoU ×100", rounds[-1]))
-    text = "\n".join(format_table(title, [("supervised baseline", baseline),
-                                          *((v.label, evaluations(v, r)) for v in variants)], class_names)
-                     for title, r in sections)
-    if missing:
-        text += f"\nNot finished: {', '.join(missing)}\n"
-    return text

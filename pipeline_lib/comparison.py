@@ -3,8 +3,9 @@
 
 A run is named as `dvc exp show` names it: an experiment name, or any git revision (branch, tag, sha,
 ``HEAD~1``), or ``workspace`` for the working tree. Each round's whole evaluation (``evaluation.json``) and
-pseudo-label summary (``pseudo_label_metrics.json``) are read from the run: both are ``cache: false`` outputs,
-so an experiment's come from its git commit and nothing has to be checked out or pulled.
+pseudo-label statistics (``pseudo_label_stats.json``: the summary DVC shows as metrics, and per class the
+labelled and pseudo-label shares) are read from the run: both are ``cache: false`` outputs, so an
+experiment's come from its git commit and nothing has to be checked out or pulled.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ WORKSPACE = "workspace"
 
 @dataclass
 class RunResults:
-    """What one run holds for each round: its evaluation and (self-training rounds) pseudo-label summary;
+    """What one run holds for each round: its evaluation and (self-training rounds) pseudo-label statistics;
     None where the run has no such file."""
 
     name: str
@@ -50,7 +51,7 @@ def read_runs(names: Sequence[str], rounds: Sequence[str], repo_root: str | os.P
             for round_name in rounds:
                 paths = RoundPaths.of(Path(outputs), round_name)
                 run.evaluation[round_name] = source.read_json_object(paths.evaluation)
-                run.pseudo_labels[round_name] = source.read_json_object(paths.pseudo_label_metrics)
+                run.pseudo_labels[round_name] = source.read_json_object(paths.pseudo_label_stats)
             runs.append(run)
     return runs
 

@@ -1,4 +1,5 @@
-"""ablation: the paper's Table 4 grid (ST, CBST, DA, DARS, ±TS) as queued DVC experiments, and its table."""
+"""ablation: the paper's Table 4 grid (ST, CBST, DA, DARS, ±TS) as queued DVC experiments, its committed record,
+table and figures, and the round-0 curve."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import typer
 
 from pipeline_lib.ablation import CONTROL, PAPER_VARIANTS
 from pipeline_lib.errors import UserError
+from pipeline_lib.settings import Params
 from stages import reports_user_errors
 
 app = typer.Typer(help="Run the paper's ablation grid as DVC experiments and print a Table-4-style comparison.",
@@ -30,21 +32,39 @@ SEEDS_HELP = "Comma-separated seeds, one experiment each; a seed sets the traini
              "and (embedded dataset) the images."
 
 
+RECORD_HELP = "The grid's record of finished experiments, to commit: seeds run in other sessions or clones " \
+              "combine through it."
+
+
+def _grid(params: Path) -> tuple[Params, str, list[str]]:
+    """The parameter file, its grid key and its self-training rounds (UserError if it has none)."""
+    from pipeline_lib.ablation import grid_key
+    from pipeline_lib.settings import round_schedule
+
+    loaded = Params.load(params)
+    rounds = list(round_schedule(loaded))
+    if not rounds:
+        raise UserError(f"{params}: no self-training rounds are defined under 'rounds'")
+    return loaded, grid_key(loaded), rounds
+
+
 def queue(variants: str = typer.Option(",".join(PAPER_VARIANTS), help=VARIANTS_HELP),
           seeds: str = typer.Option("0", help=SEEDS_HELP),
-          params: Path = typer.Option(Path("params.yaml"), help="Parameter file (for data.dataset)."),
+          params: Path = typer.Option(Path("params.yaml"), help="Parameter file (the grid's settings)."),
           ) -> None:
-    """Queue one DVC experiment per variant and seed (skipping names that already exist)."""
+    """Queue one DVC experiment per variant and seed, named <variant>-s<seed>-<grid key>; names that already
+    exist are skipped (the key changes with any parameter but the variant's and the seed's)."""
     from pipeline_lib.ablation import COMMITS_SEARCHED, parse_seeds, parse_variants
     from pipeline_lib.comparison import experiment_names
-    from pipeline_lib.settings import DataSettings, Params
+    from pipeline_lib.settings import DataSettings
 
     variant_list, seed_list = parse_variants(variants), parse_seeds(seeds)
-    dataset = DataSettings.from_params(Params.load(params)).dataset
+    loaded, grid, _ = _grid(params)
+    dataset = DataSettings.from_params(loaded).dataset
     existing = set(experiment_names(COMMITS_SEARCHED))
     for seed in seed_list:
         for variant in variant_list:
-            name = variant.experiment_name(seed)
+            name = variant.experiment_name(seed, grid)
             if name in existing:
                 typer.echo(f"{name}: exists, skipped (remove it with `dvc exp remove {name}` to rerun)")
                 continue
@@ -54,35 +74,81 @@ def queue(variants: str = typer.Option(",".join(PAPER_VARIANTS), help=VARIANTS_H
 def run(variants: str = typer.Option(",".join(PAPER_VARIANTS), help=VARIANTS_HELP),
         seeds: str = typer.Option("0", help=SEEDS_HELP),
         out: Path = typer.Option(Path("reports/ablation.md"), help="Where to write the markdown table."),
-        params: Path = typer.Option(Path("params.yaml"), help="Parameter file (data.dataset, the round schedule)."),
+        record: Path = typer.Option(Path("outputs/ablation_runs.json"), help=RECORD_HELP),
+        figures: Path = typer.Option(Path("outputs"), help="Folder of the figures (see `dars ablation figure`)."),
+        params: Path = typer.Option(Path("params.yaml"), help="Parameter file (the grid's settings)."),
         ) -> None:
-    """Queue the grid, run the queue (one job at a time), then print and save the table."""
+    """Queue the grid, run the queue (one job at a time), record the finished experiments, then print and save
+    the table of every recorded seed of this grid and draw its figures."""
     queue(variants, seeds, params)
     _dvc("exp", "run", "--run-all", "-j", "1")
-    table(variants, seeds, out, params, Path("data/prepared"))
+    table(variants, "", out, record, params)
+    figure(variants, "", figures, record, params)
+
+
+def _recorded_grid(variants: str, seeds: str, record: Path, params: Path) -> tuple[list, list[dict], list[str]]:
+    """Bring the record up to date with this grid's finished experiments (each copied once, rows already there
+    kept), and return the variants, this grid's rows (of ``seeds``, or all recorded) and the rounds."""
+    from pipeline_lib.ablation import COMMITS_SEARCHED, parse_experiment_name, parse_seeds, parse_variants
+    from pipeline_lib.ablation_record import grid_rows, merge_rows, read_record, record_json, record_row
+    from pipeline_lib.atomic import write_text
+    from pipeline_lib.comparison import experiment_names, read_runs
+    from pipeline_lib.settings import BASELINE_ROUND
+
+    variant_list = parse_variants(variants)
+    _, grid, rounds = _grid(params)
+    rows = read_record(record)
+    held = {(row["grid"], row["variant"], row["seed"]) for row in rows}
+    new_rows = []
+    for name in experiment_names(COMMITS_SEARCHED):
+        parsed = parse_experiment_name(name)
+        if parsed is None or parsed[2] != grid or (grid, parsed[0].name, parsed[1]) in held:
+            continue
+        [finished] = read_runs([name], [BASELINE_ROUND, *rounds])
+        row = record_row(parsed[0], parsed[1], grid, finished)
+        if row is not None:  # None: still queued or running
+            new_rows.append(row)
+    rows, added = merge_rows(rows, new_rows)
+    if added:
+        write_text(record, record_json(rows))
+        typer.echo(f"recorded {', '.join(row['experiment'] for row in added)} in {record}")
+    seed_list = parse_seeds(seeds) if seeds.strip() else None
+    return variant_list, grid_rows(rows, grid, variant_list, seed_list), rounds
 
 
 def table(variants: str = typer.Option(",".join(PAPER_VARIANTS), help=VARIANTS_HELP),
-          seeds: str = typer.Option("0", help=SEEDS_HELP),
+          seeds: str = typer.Option("", help="Comma-separated seeds to show (default: every recorded seed)."),
           out: Path = typer.Option(Path("reports/ablation.md"), help="Where to write the markdown table."),
-          params: Path = typer.Option(Path("params.yaml"), help="Parameter file (for the round schedule)."),
-          prepared: Path = typer.Option(Path("data/prepared"), help="Prepared dataset (for class names)."),
+          record: Path = typer.Option(Path("outputs/ablation_runs.json"), help=RECORD_HELP),
+          params: Path = typer.Option(Path("params.yaml"), help="Parameter file (the grid's settings)."),
           ) -> None:
-    """Print per-class IoU, tail mIoU, mIoU and gain over the baseline for each finished experiment."""
-    from pipeline_lib.ablation import COMMITS_SEARCHED, ablation_table, parse_seeds, parse_variants
+    """Record this grid's finished experiments, then print per-class IoU, tail mIoU, mIoU and the gain over the
+    baseline, mean ± std over the recorded seeds."""
+    from pipeline_lib.ablation_record import ablation_table, recorded_seeds
     from pipeline_lib.atomic import write_text
-    from pipeline_lib.comparison import experiment_names
-    from pipeline_lib.data.prepared import load_spec
-    from pipeline_lib.settings import Params, round_schedule
 
-    rounds = list(round_schedule(Params.load(params)))
-    if not rounds:
-        raise UserError(f"{params}: no self-training rounds are defined under 'rounds'")
-    text = ablation_table(set(experiment_names(COMMITS_SEARCHED)), parse_variants(variants), parse_seeds(seeds),
-                          rounds, list(load_spec(prepared).classes.names))
+    variant_list, rows, rounds = _recorded_grid(variants, seeds, record, params)
+    text = ablation_table(rows, variant_list, recorded_seeds(rows), rounds)
     typer.echo(text)
     write_text(out, text)
     typer.echo(f"wrote {out}")
+
+
+def figure(variants: str = typer.Option(",".join(PAPER_VARIANTS), help=VARIANTS_HELP),
+           seeds: str = typer.Option("", help="Comma-separated seeds to draw (default: every recorded seed)."),
+           out: Path = typer.Option(Path("outputs"), help="Folder of the two PNGs, ablation_scores.png and "
+                                    "ablation_class_shares.png."),
+           record: Path = typer.Option(Path("outputs/ablation_runs.json"), help=RECORD_HELP),
+           params: Path = typer.Option(Path("params.yaml"), help="Parameter file (the grid's settings)."),
+           ) -> None:
+    """Record this grid's finished experiments, then draw mIoU and tail mIoU per method (mean, seeds, ± std)
+    and the labelled vs pseudo-label class shares of the first round per method (the paper's Figure 1)."""
+    from pipeline_lib.ablation_figure import plot_class_shares, plot_scores
+
+    variant_list, rows, rounds = _recorded_grid(variants, seeds, record, params)
+    plot_scores(out / "ablation_scores.png", rows, variant_list, rounds)
+    plot_class_shares(out / "ablation_class_shares.png", rows, variant_list, rounds[0])
+    typer.echo(f"wrote {out / 'ablation_scores.png'} and {out / 'ablation_class_shares.png'}")
 
 
 def curve(iterations: str = typer.Option("1000,2000,4000,8000",
@@ -108,7 +174,7 @@ def curve(iterations: str = typer.Option("1000,2000,4000,8000",
     )
     from pipeline_lib.atomic import write_text
     from pipeline_lib.comparison import experiment_names, read_runs
-    from pipeline_lib.settings import BASELINE_ROUND, DataSettings, Params
+    from pipeline_lib.settings import BASELINE_ROUND, DataSettings
 
     budgets, seed_list = parse_iterations(iterations), parse_seeds(seeds)
     dataset = DataSettings.from_params(Params.load(params)).dataset
@@ -130,5 +196,5 @@ def curve(iterations: str = typer.Option("1000,2000,4000,8000",
             typer.echo(f"{budget} iterations, seed {seed}: mIoU {100 * float(rows[-1]['miou']):.1f} → {out}")
 
 
-for _name, _command in (("queue", queue), ("run", run), ("table", table), ("curve", curve)):
+for _name, _command in (("queue", queue), ("run", run), ("table", table), ("figure", figure), ("curve", curve)):
     app.command(_name)(reports_user_errors(_command))

@@ -1,4 +1,5 @@
-"""The ablation grid's variants, their DVC overrides and the Table-4-shaped markdown table; the round-0 curve."""
+"""The ablation grid's variants, their DVC overrides and grid key, its record, Table-4-shaped table and figures;
+the round-0 curve."""
 
 from __future__ import annotations
 
@@ -9,29 +10,33 @@ import sys
 
 import pytest
 
-import pipeline_lib.ablation as ablation
 from pipeline_lib.ablation import (
     CONTROL,
     PAPER_VARIANTS,
     Variant,
-    ablation_table,
     curve_csv,
     curve_experiment_name,
     curve_overrides,
     curve_row,
+    grid_key,
+    parse_experiment_name,
     parse_iterations,
     read_curve,
 )
+from pipeline_lib.ablation_figure import plot_class_shares, plot_scores, score_series
+from pipeline_lib.ablation_record import ablation_table, merge_rows, read_record, record_json, record_row
 from pipeline_lib.comparison import RunResults
 from pipeline_lib.errors import UserError
-from pipeline_project import dvc, make_project, run
+from pipeline_lib.settings import Params
+from pipeline_project import REPO, dvc, make_project, run
 
 
 def test_variants_parse_with_and_without_temperature_scaling():
     assert Variant.parse("dars") == Variant("dars", False)
     assert Variant.parse(" CBST+ts ") == Variant("cbst", True)
     assert [Variant.parse(v).label for v in PAPER_VARIANTS] == ["ST", "ST+TS", "CBST", "CBST+TS", "DA+TS", "DARS"]
-    assert Variant.parse("st+ts").experiment_name(3) == "st-ts-s3"
+    assert Variant.parse("st+ts").experiment_name(3, "0a1b2c3d") == "st-ts-s3-0a1b2c3d"
+    assert Variant.parse("st+ts").name == "st+ts"
 
 
 @pytest.mark.parametrize("text", ["fixmatch", "dars+tta", "supervised+ts", ""])
@@ -51,46 +56,135 @@ def test_a_seed_sets_method_scaling_training_sampling_split_and_for_the_embedded
 
 def test_control_trains_the_rounds_without_pseudo_labels():
     control = Variant.parse(CONTROL)
-    assert control.experiment_name(0) == "supervised-s0"
+    assert control.experiment_name(0, "0a1b2c3d") == "supervised-s0-0a1b2c3d"
     assert control.overrides(1, "voc") == ["-S", "self_training.pseudo_fraction=0", "-S", "seed=1",
                                            "-S", "pseudo_label.seed=1", "-S", "data.split_seed=1"]
     assert "labelled only" in control.label
 
 
+def test_the_grid_key_ignores_what_a_variant_or_seed_sets_and_nothing_else():
+    text = (REPO / "params.yaml").read_text()
+    key = grid_key(Params.parse(text, "params.yaml"))
+    assert len(key) == 8 and int(key, 16) >= 0
+    # What a variant or a seed sets, comments and key order leave the key as it is ...
+    same = Params.parse(text, "params.yaml")
+    same.data["pseudo_label"]["method"] = "st"
+    same.data["pseudo_label"]["temperature_scaling"] = True
+    same.data["seed"], same.data["data"]["split_seed"], same.data["synthetic"]["seed"] = 3, 3, 3
+    same.data = dict(reversed(list(same.data.items())))
+    assert grid_key(same) == key
+    assert grid_key(Params.parse("# a comment\n" + text, "params.yaml")) == key
+    # ... any other parameter makes another grid: a longer round 0, the share of pseudo-labelled images.
+    for dotted, value in (("train.iterations", 4000), ("self_training.pseudo_fraction", 0.3)):
+        other = Params.parse(text, "params.yaml")
+        section, name = dotted.split(".")
+        other.data[section][name] = value
+        assert grid_key(other) != key, dotted
+
+
+def test_experiment_names_parse_back_and_others_are_not_grid_experiments():
+    for variant in [*map(Variant.parse, PAPER_VARIANTS), Variant.parse(CONTROL)]:
+        assert parse_experiment_name(variant.experiment_name(12, "0a1b2c3d")) == (variant, 12, "0a1b2c3d")
+    for other in ("r0-it1000-s0", "dars-s0", "fixmatch-s0-0a1b2c3d", "supervised-ts-s0-0a1b2c3d", "dars-s0-XYZ"):
+        assert parse_experiment_name(other) is None, other
+
+
 def _evaluation(miou, tail, **iou):
-    return {"miou": miou, "tail_miou": tail, "iou": iou}
+    return {"miou": miou, "tail_miou": tail, "head_miou": miou + 0.2, "iou": iou, "pixel_accuracy": 0.9}
 
 
-def test_table_takes_one_baseline_per_seed_and_lists_unfinished(monkeypatch):
-    runs = {
-        "st-s0": RunResults("st-s0", {"r0": _evaluation(0.20, 0.05, road=0.8), "r1": _evaluation(0.22, 0.06, road=0.8),
-                                      "r2": _evaluation(0.23, 0.06, road=0.8)}),
-        "dars-s0": RunResults("dars-s0", {"r0": _evaluation(0.20, 0.05, road=0.8),
-                                          "r1": _evaluation(0.25, 0.10, road=0.9),
-                                          "r2": _evaluation(0.27, 0.12, road=0.9)}),
-        "dars-s1": RunResults("dars-s1", {"r0": _evaluation(0.24, 0.07, road=0.8),
-                                          "r1": _evaluation(0.27, 0.12, road=0.9),
-                                          "r2": _evaluation(0.29, 0.14, road=0.9)}),
-    }
-    asked = []
-    monkeypatch.setattr(ablation, "read_runs", lambda names, rounds, *_: asked.append((names, rounds))
-                        or [runs[n] for n in names])
-    text = ablation_table(set(runs), [Variant("st", False), Variant("dars", False)], [0, 1], ["r1", "r2"],
-                          ["road"])
-    assert asked == [(["st-s0", "dars-s0", "dars-s1"], ["r0", "r1", "r2"])]
+def _stats(labeled, pseudo):
+    return {"fraction_labeled": 0.2, "kl_divergence": 0.01, "pseudo_label_accuracy": 0.95, "images": 280,
+            "per_class": {"road": {"labeled_share": labeled, "pseudo_share": pseudo, "threshold": 0.9},
+                          "bus": {"labeled_share": 1 - labeled, "pseudo_share": 1 - pseudo, "threshold": 0.5}}}
+
+
+def _row(variant, seed, r0, r1, r2, grid="g1", pseudo=0.7):
+    """A recorded row; r0, r1, r2: (mIoU, tail mIoU, IoU of road) of each round."""
+    run = RunResults(Variant.parse(variant).experiment_name(seed, grid),
+                     {name: _evaluation(miou, tail, road=road) for name, (miou, tail, road) in
+                      (("r0", r0), ("r1", r1), ("r2", r2))},
+                     {"r0": None, "r1": _stats(0.8, pseudo), "r2": _stats(0.8, pseudo)})
+    return record_row(Variant.parse(variant), seed, grid, run)
+
+
+def test_a_recorded_row_keeps_the_scores_and_class_shares_and_an_unfinished_run_none():
+    row = _row("dars", 0, (0.2, 0.05, 0.8), (0.25, 0.1, 0.9), (0.27, 0.12, 0.9))
+    assert row["grid"] == "g1" and row["variant"] == "dars" and row["seed"] == 0
+    assert row["experiment"] == "dars-s0-g1"
+    assert row["rounds"]["r0"] == {"miou": 0.2, "tail_miou": 0.05, "head_miou": 0.4, "iou": {"road": 0.8}}
+    assert row["rounds"]["r1"]["pseudo_labels"] == {
+        "fraction_labeled": 0.2, "pseudo_label_accuracy": 0.95, "kl_divergence": 0.01,
+        "class_shares": {"road": {"labeled": 0.8, "pseudo": 0.7}, "bus": {"labeled": 1 - 0.8, "pseudo": 1 - 0.7}}}
+    # The control's rounds make pseudo labels it does not train on: none are recorded for it.
+    control = _row(CONTROL, 0, (0.2, 0.05, 0.8), (0.22, 0.06, 0.8), (0.23, 0.06, 0.8))
+    assert "pseudo_labels" not in control["rounds"]["r1"]
+    unfinished = RunResults("dars-s1-g1", {"r0": _evaluation(0.2, 0.05, road=0.8), "r1": None, "r2": None})
+    assert record_row(Variant.parse("dars"), 1, "g1", unfinished) is None
+
+
+def test_the_record_keeps_its_rows_and_refuses_a_file_that_is_not_one(tmp_path):
+    path = tmp_path / "ablation_runs.json"
+    assert read_record(path) == []
+    first = _row("dars", 1, (0.2, 0.05, 0.8), (0.25, 0.1, 0.9), (0.27, 0.12, 0.9))
+    rows, added = merge_rows([], [first, _row("st", 0, (0.2, 0.05, 0.8), (0.22, 0.06, 0.8), (0.23, 0.06, 0.8))])
+    assert len(added) == 2
+    path.write_text(record_json(rows))
+    assert [(r["seed"], r["variant"]) for r in read_record(path)] == [(0, "st"), (1, "dars")]  # ordered
+    # A rerun of the same grid, variant and seed does not replace the committed row; another grid's is added.
+    rerun = _row("dars", 1, (0.3, 0.1, 0.8), (0.3, 0.1, 0.9), (0.3, 0.1, 0.9))
+    other_grid = _row("dars", 1, (0.3, 0.1, 0.8), (0.3, 0.1, 0.9), (0.3, 0.1, 0.9), grid="g2")
+    rows, added = merge_rows(read_record(path), [rerun, other_grid])
+    assert added == [other_grid] and [r["rounds"]["r1"]["miou"] for r in rows if r["grid"] == "g1"] == [0.22, 0.25]
+    for text, message in (("{not json", "not valid JSON"), ('{"runs": []}', "not an ablation record"),
+                          ('{"version": 1, "runs": [{"grid": "g1"}]}', r"runs\[0\] is not a recorded run")):
+        path.write_text(text)
+        with pytest.raises(UserError, match=re.escape(str(path)) + ": " + message):
+            read_record(path)
+    path.write_text(record_json([{**first, "variant": "fixmatch"}]))
+    with pytest.raises(UserError, match="unknown variant 'fixmatch'"):
+        read_record(path)
+
+
+def _grid_rows():
+    return [_row("st", 0, (0.20, 0.05, 0.8), (0.22, 0.06, 0.8), (0.23, 0.06, 0.8), pseudo=0.95),
+            _row("dars", 0, (0.20, 0.05, 0.8), (0.25, 0.10, 0.9), (0.27, 0.12, 0.9)),
+            _row("dars", 1, (0.24, 0.07, 0.8), (0.27, 0.12, 0.9), (0.29, 0.14, 0.9))]
+
+
+def test_table_takes_one_baseline_per_seed_and_lists_what_is_not_recorded():
+    text = ablation_table(_grid_rows(), [Variant("st", False), Variant("dars", False)], [0, 1], ["r1", "r2"])
     lines = text.splitlines()
-    assert lines[0] == "**k = 1 (round r1), val mIoU ×100**"
-    # r0 once per seed (seed 0 from st-s0, seed 1 from dars-s1), not once per experiment.
-    assert lines[4] == "| supervised baseline | 80.0±0.0 | 6.0±1.4 | 22.0±2.8 | – |"
-    assert lines[5] == "| ST | 80.0 | 6.0 | 22.0 | +0.0 |"
-    assert lines[6] == "| DARS | 90.0±0.0 | 11.0±1.4 | 26.0±1.4 | +4.0 |"
+    assert lines[0] == "Seeds 0, 1; a cell is the mean ± sample std over the recorded seeds."
+    assert lines[2] == "**k = 1 (round r1), val mIoU ×100**"
+    # r0 once per seed (seed 0 from st, seed 1 from dars), not once per experiment.
+    assert lines[6] == "| supervised baseline | 80.0±0.0 | 6.0±1.4 | 22.0±2.8 | – |"
+    assert lines[7] == "| ST | 80.0 | 6.0 | 22.0 | +0.0 |"
+    assert lines[8] == "| DARS | 90.0±0.0 | 11.0±1.4 | 26.0±1.4 | +4.0 |"
     assert "**iterative training (round r2), val mIoU ×100**" in lines
-    assert lines[-1] == "Not finished: st-s1"
+    assert lines[-1] == "Not recorded: st seed 1"
+    with pytest.raises(UserError, match="no finished experiment of this grid is recorded"):
+        ablation_table([], [Variant("st", False)], [0], ["r1"])
 
 
-def test_table_refuses_a_grid_with_nothing_finished():
-    with pytest.raises(UserError, match="no finished experiment of this grid; missing st-s0"):
-        ablation_table(set(), [Variant("st", False)], [0], ["r1"], ["road"])
+def test_figures_show_each_seed_and_the_first_rounds_class_shares(tmp_path):
+    rows = _grid_rows()
+    variants = [Variant("st", False), Variant("dars", False), Variant(CONTROL, False)]
+    assert score_series(rows, variants, "r1", "miou") == [("supervised baseline", [20.0, 24.0]), ("ST", [22.0]),
+                                                           ("DARS", [25.0, 27.0])]
+    plot_scores(tmp_path / "scores.png", rows, variants, ["r1", "r2"])
+    plot_class_shares(tmp_path / "shares.png", rows, variants, "r1")
+    for name in ("scores.png", "shares.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Drawn again from the same record, the same bytes: a committed figure changes only with its numbers.
+    first = (tmp_path / "scores.png").read_bytes()
+    plot_scores(tmp_path / "scores.png", rows, variants, ["r1", "r2"])
+    assert (tmp_path / "scores.png").read_bytes() == first
+    with pytest.raises(UserError, match="nothing to plot"):
+        plot_scores(tmp_path / "none.png", [], variants, ["r1"])
+    with pytest.raises(UserError, match="no recorded run has pseudo labels in round r1"):
+        plot_class_shares(tmp_path / "none.png", [r for r in rows if r["variant"] == CONTROL], variants, "r1")
+    assert not (tmp_path / "none.png").exists()
 
 
 def test_curve_budgets_and_files_are_checked_and_rows_kept_in_order(tmp_path):
@@ -140,3 +234,33 @@ def test_round0_curve_runs_one_experiment_per_budget_and_resumes_from_its_csv(tm
     again = run([*command[:-1], "4,3,2"], project).stdout
     assert again.count("kept") == 2 and again.count("$ dvc exp run --queue") == 1
     assert [r["iterations"] for r in read_curve(project / "outputs" / "round0_curve.csv")] == [2, 3, 4]
+
+
+@pytest.mark.slow
+def test_the_grid_runs_into_its_record_which_outlives_the_experiments(tmp_path):
+    project = make_project(tmp_path / "grid")
+    ablation_command = [sys.executable, "-m", "stages.cli", "ablation"]
+    out = run([*ablation_command, "run", "--variants", "dars"], project).stdout
+    grid = grid_key(Params.load(project / "params.yaml"))
+    record = project / "outputs" / "ablation_runs.json"
+    rows = read_record(record)
+    assert [(r["variant"], r["seed"], r["experiment"]) for r in rows] == [("dars", 0, f"dars-s0-{grid}")]
+    # The recorded scores are the experiments' own, as `dvc exp show` has them.
+    shown = {e["Experiment"]: e for e in csv.DictReader(io.StringIO(dvc(project, "exp", "show", "--csv").stdout))}
+    for row in rows:
+        assert abs(float(shown[row["experiment"]]["outputs/r2/metrics.json:miou"]) - row["rounds"]["r2"]["miou"]) < 1e-6
+    assert f"recorded dars-s0-{grid} in outputs/ablation_runs.json" in out and "| DARS |" in out
+    for figure in ("ablation_scores.png", "ablation_class_shares.png"):
+        assert (project / "outputs" / figure).read_bytes()[:4] == b"\x89PNG"
+    # A fresh clone has no experiments: the table comes from the record alone, unchanged.
+    table_before = (project / "reports" / "ablation.md").read_text()
+    dvc(project, "exp", "remove", "--all-commits")
+    again = run([*ablation_command, "table", "--variants", "dars"], project)
+    assert not again.stdout.startswith("recorded")
+    assert (project / "reports" / "ablation.md").read_text() == table_before
+    # Another setting is another grid: none of these rows is shown as its.
+    (project / "params.yaml").write_text((project / "params.yaml").read_text().replace("iterations: 4",
+                                                                                       "iterations: 5", 1))
+    other = run([*ablation_command, "table"], project, check=False)
+    assert other.returncode != 0
+    assert other.stderr.strip().splitlines()[-1].startswith("error: no finished experiment of this grid")

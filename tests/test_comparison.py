@@ -57,7 +57,7 @@ def test_compare_shows_first_and_last_round_and_names_what_is_missing():
 def test_read_runs_from_the_workspace(tmp_path):
     (tmp_path / "outputs" / "r1").mkdir(parents=True)
     (tmp_path / "outputs" / "r1" / "evaluation.json").write_text(json.dumps({"miou": 0.5}))
-    (tmp_path / "outputs" / "r1" / "pseudo_label_metrics.json").write_text(json.dumps({"fraction_labeled": 0.2}))
+    (tmp_path / "outputs" / "r1" / "pseudo_label_stats.json").write_text(json.dumps({"fraction_labeled": 0.2}))
     [run] = read_runs(["workspace"], ["r0", "r1"], tmp_path)
     assert run.evaluation == {"r0": None, "r1": {"miou": 0.5}}
     assert run.pseudo_labels == {"r0": None, "r1": {"fraction_labeled": 0.2}}

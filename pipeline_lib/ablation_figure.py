@@ -1,0 +1,97 @@
+"""The ablation grid's figures, from its record: scores per method with their spread over seeds, and the
+labelled vs pseudo-label class shares per method (the paper's Figure 1, drawn by
+:func:`pipeline_lib.inspection.plots.plot_class_distributions`).
+
+The score panel shows each seed as a dot beside the bar of their mean, with the sample standard deviation as
+the error bar: with three seeds a bar alone would hide how few measurements it stands on.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from pipeline_lib.ablation import Variant
+from pipeline_lib.atomic import atomic_path
+from pipeline_lib.comparison import first_and_last
+from pipeline_lib.errors import UserError
+from pipeline_lib.inspection.plots import plot_class_distributions
+from pipeline_lib.settings import BASELINE_ROUND
+
+BASELINE_LABEL = "supervised baseline"
+SCORES = (("miou", "mIoU"), ("tail_miou", "tail mIoU"))
+
+
+def score_series(rows: Sequence[dict], variants: Sequence[Variant], round_name: str,
+                 score: str) -> list[tuple[str, list[float]]]:
+    """(label, one value ×100 per recorded seed) of the baseline (round r0, one per seed) and each variant at
+    ``round_name``; a variant with no row is left out."""
+    baseline = {row["seed"]: row["rounds"][BASELINE_ROUND].get(score) for row in rows}
+    series = [(BASELINE_LABEL, [100 * v for _, v in sorted(baseline.items()) if v is not None])]
+    for variant in variants:
+        values = [100 * row["rounds"][round_name][score] for row in sorted(rows, key=lambda r: r["seed"])
+                  if row["variant"] == variant.name and row["rounds"].get(round_name, {}).get(score) is not None]
+        if values:
+            series.append((variant.label, values))
+    return series
+
+
+def plot_scores(path: str | os.PathLike, rows: Sequence[dict], variants: Sequence[Variant],
+                rounds: Sequence[str]) -> None:
+    """One panel per shown round (k = 1 and the last): mIoU and tail mIoU bars (mean over seeds) with the
+    seeds as dots and ± one sample std; a PNG at ``path``, written atomically."""
+    from matplotlib.figure import Figure
+
+    if not rows:
+        raise UserError("no finished experiment of this grid is recorded: nothing to plot")
+    shown = first_and_last(rounds)
+    figure = Figure(figsize=(6.5 * len(shown), 4.6), dpi=110, layout="constrained")
+    panels = figure.subplots(1, len(shown), squeeze=False, sharey=True)[0]
+    seeds = sorted({row["seed"] for row in rows})
+    for axes, round_name in zip(panels, shown):
+        kind = "k = 1" if round_name == rounds[0] else "iterative training"
+        labels = [label for label, _ in score_series(rows, variants, round_name, "miou")]
+        x = np.arange(len(labels))
+        width = 0.38
+        for offset, (score, score_label) in zip((-width / 2, width / 2), SCORES):
+            series = dict(score_series(rows, variants, round_name, score))
+            means = [np.mean(series[label]) if series.get(label) else np.nan for label in labels]
+            stds = [np.std(series[label], ddof=1) if len(series.get(label, [])) > 1 else 0.0 for label in labels]
+            axes.bar(x + offset, means, width, yerr=stds, capsize=3, label=score_label, alpha=0.75)
+            for position, label in zip(x + offset, labels):
+                values = series.get(label, [])
+                axes.scatter([position] * len(values), values, s=10, color="black", zorder=3)
+        axes.set_xticks(x, labels, rotation=35, ha="right", fontsize=8)
+        axes.set_title(f"{kind} (round {round_name}), val, seeds {', '.join(map(str, seeds))}", fontsize=10)
+        axes.grid(axis="y", alpha=0.3)
+    panels[0].set_ylabel("IoU ×100 (bar: mean, dots: seeds, line: ± 1 std)")
+    panels[0].legend(fontsize=8)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")
+
+
+def plot_class_shares(path: str | os.PathLike, rows: Sequence[dict], variants: Sequence[Variant],
+                      round_name: str) -> None:
+    """The labelled set's class shares and each variant's pseudo-label shares at ``round_name``, each the
+    mean over the recorded seeds (the labelled set's over every seed's split), as the paper's Figure 1."""
+    with_labels = [row for row in rows if (row["rounds"].get(round_name) or {}).get("pseudo_labels")]
+    if not with_labels:
+        raise UserError(f"no recorded run has pseudo labels in round {round_name}: no class shares to plot")
+    class_names = list(with_labels[0]["rounds"][round_name]["pseudo_labels"]["class_shares"])
+
+    def mean_shares(chosen: Sequence[dict], which: str) -> np.ndarray:
+        return np.mean([[row["rounds"][round_name]["pseudo_labels"]["class_shares"][name][which]
+                         for name in class_names] for row in chosen], axis=0)
+
+    by_seed = {row["seed"]: row for row in with_labels}  # one labelled set per seed (its split)
+    pseudo = {}
+    for variant in variants:
+        chosen = [row for row in with_labels if row["variant"] == variant.name]
+        if chosen:
+            seeds = f"{len(chosen)} seed{'s' if len(chosen) > 1 else ''}"
+            pseudo[f"{variant.label} ({seeds})"] = mean_shares(chosen, "pseudo")
+    plot_class_distributions(path, class_names, mean_shares(list(by_seed.values()), "labeled"), pseudo,
+                             title=f"class shares: labelled set vs pseudo labels of round {round_name}, "
+                                   "mean over seeds")

@@ -1,0 +1,124 @@
+"""The ablation grid's committed record: each finished experiment's scores, kept across sessions and clones.
+
+DVC experiments live in one clone's ``.git`` only (a fresh checkout has none), so a three-seed grid run over
+several working sessions would lose the seeds of the earlier ones. Each finished experiment of the grid is
+therefore copied once into a committed JSON file (``outputs/ablation_runs.json``): per round its evaluation
+(mIoU, tail and head mIoU, per-class IoU) and, for self-training rounds, the pseudo labels' summary and class
+shares (labelled vs pseudo, the paper's Figure 1). The table and the figure read the record only. A row is
+identified by its grid key (:func:`pipeline_lib.ablation.grid_key`), variant and seed; rows already recorded
+are kept, never replaced, so a committed result stays what it was (delete its row to measure it again).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipeline_lib.ablation import CONTROL, Variant
+from pipeline_lib.comparison import RunResults, first_and_last, format_table
+from pipeline_lib.errors import UserError
+from pipeline_lib.settings import BASELINE_ROUND
+
+RECORD_VERSION = 1
+EVALUATION_KEYS = ("miou", "tail_miou", "head_miou", "iou", "tail_classes")
+PSEUDO_LABEL_KEYS = ("fraction_labeled", "pseudo_label_accuracy", "kl_divergence")
+
+
+def record_row(variant: Variant, seed: int, grid: str, run: RunResults) -> dict | None:
+    """The record's row of one experiment (``run`` read with the baseline and every self-training round), or
+    None when a round has no evaluation yet (the experiment did not finish)."""
+    if any(not evaluation or "miou" not in evaluation for evaluation in run.evaluation.values()):
+        return None
+    rounds = {}
+    for round_name, evaluation in run.evaluation.items():
+        entry = {key: evaluation[key] for key in EVALUATION_KEYS if key in evaluation}
+        stats = run.pseudo_labels.get(round_name)
+        if stats and variant.method != CONTROL:  # the control's rounds make pseudo labels but train without them
+            entry["pseudo_labels"] = {key: stats[key] for key in PSEUDO_LABEL_KEYS if key in stats}
+            entry["pseudo_labels"]["class_shares"] = {
+                name: {"labeled": shares["labeled_share"], "pseudo": shares["pseudo_share"]}
+                for name, shares in (stats.get("per_class") or {}).items()}
+        rounds[round_name] = entry
+    return {"grid": grid, "variant": variant.name, "seed": seed, "experiment": run.name, "rounds": rounds}
+
+
+def read_record(path: str | os.PathLike) -> list[dict]:
+    """The rows of a record file (none if it does not exist); UserError naming the file if it is not one."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("version") != RECORD_VERSION or not isinstance(data.get("runs"), list):
+        raise UserError(f"{path}: not an ablation record (expected {{\"version\": {RECORD_VERSION}, \"runs\": "
+                        "[...]}); move it away to start a new one")
+    for index, row in enumerate(data["runs"]):
+        if not (isinstance(row, dict) and isinstance(row.get("grid"), str) and isinstance(row.get("seed"), int)
+                and isinstance(row.get("rounds"), dict)
+                and all(isinstance(r, dict) and isinstance(r.get("miou"), (int, float))
+                        for r in row["rounds"].values())):
+            raise UserError(f"{path}: runs[{index}] is not a recorded run (grid, variant, seed, rounds with miou)")
+        Variant.parse(str(row.get("variant")))  # a UserError names a variant it does not know
+    return data["runs"]
+
+
+def _identity(row: dict) -> tuple[str, str, int]:
+    return row["grid"], row["variant"], row["seed"]
+
+
+def merge_rows(rows: list[dict], new_rows: Sequence[dict]) -> tuple[list[dict], list[dict]]:
+    """``rows`` with the new rows whose (grid, variant, seed) it does not hold yet, and those added."""
+    held = {_identity(row) for row in rows}
+    added = [row for row in new_rows if _identity(row) not in held]
+    return [*rows, *added], added
+
+
+def record_json(rows: Sequence[dict]) -> str:
+    """The record file's text: rows ordered by grid, seed and variant, so that it diffs well."""
+    ordered = sorted(rows, key=lambda row: (row["grid"], row["seed"], row["variant"]))
+    return json.dumps({"version": RECORD_VERSION, "runs": ordered}, indent=1) + "\n"
+
+
+def grid_rows(rows: Sequence[dict], grid: str, variants: Sequence[Variant], seeds: Sequence[int] | None) -> list[dict]:
+    """The rows of this grid for these variants and (None: every recorded) seeds."""
+    names = {variant.name for variant in variants}
+    return [row for row in rows if row["grid"] == grid and row["variant"] in names
+            and (seeds is None or row["seed"] in seeds)]
+
+
+def recorded_seeds(rows: Sequence[dict]) -> list[int]:
+    return sorted({row["seed"] for row in rows})
+
+
+def ablation_table(rows: Sequence[dict], variants: Sequence[Variant], seeds: Sequence[int],
+                   rounds: Sequence[str]) -> str:
+    """The Table-4 markdown of one grid's recorded rows: round ``rounds[0]`` (k = 1) and, with more rounds,
+    the last one (iterative training), each below the supervised baseline (round r0, one per seed: it does not
+    depend on the variant); the (variant, seed) pairs not recorded are listed."""
+    by_identity = {(row["variant"], row["seed"]): row for row in rows}
+    missing = [v.name + f" seed {s}" for v in variants for s in seeds if (v.name, s) not in by_identity]
+    if len(missing) == len(variants) * len(seeds):
+        raise UserError("no finished experiment of this grid is recorded; run `dars ablation run` (or "
+                        "`dars ablation queue`, `dvc exp run --run-all`, then `dars ablation table`)")
+    class_names: list[str] = next(list(row["rounds"][BASELINE_ROUND].get("iou") or {}) for row in rows)
+
+    def evaluations(variant: Variant, round_name: str) -> list[dict | None]:
+        return [by_identity[(variant.name, s)]["rounds"].get(round_name) for s in seeds
+                if (variant.name, s) in by_identity]
+
+    baseline = [next(row for row in rows if row["seed"] == s)["rounds"][BASELINE_ROUND]
+                for s in seeds if any(row["seed"] == s for row in rows)]
+    sections = [(f"k = 1 (round {rounds[0]}), val mIoU ×100", rounds[0])]
+    if len(first_and_last(rounds)) > 1:
+        sections.append((f"iterative training (round {rounds[-1]}), val mIoU ×100", rounds[-1]))
+    text = f"Seeds {', '.join(map(str, seeds))}; a cell is the mean ± sample std over the recorded seeds.\n\n"
+    text += "\n".join(format_table(title, [("supervised baseline", baseline),
+                                           *((v.label, evaluations(v, r)) for v in variants)], class_names)
+                      for title, r in sections)
+    if missing:
+        text += f"\nNot recorded: {', '.join(missing)}\n"
+    return text

@@ -78,16 +78,14 @@ def parse_seeds(text: str) -> list[int]:
 # The keys a variant or a seed sets (see Variant.overrides); every other parameter is the grid's.
 VARIANT_AND_SEED_KEYS = ("pseudo_label.method", "pseudo_label.temperature_scaling", "seed", "pseudo_label.seed",
                          "data.split_seed", "synthetic.seed")
-GRID_KEY_LENGTH = 8
+KEY_LENGTH = 8
 
 
-def grid_key(params: Params) -> str:
-    """A short hash of the parameters a grid's experiments share: all of them but the keys a variant or a seed
-    sets (VARIANT_AND_SEED_KEYS). Experiment names and record rows carry it, so runs of different settings (a
-    longer round 0, another dataset) are never queued as done or averaged together; comments and key order do
-    not change it."""
+def _hash_without(params: Params, keys: tuple[str, ...]) -> str:
+    """A short hash of ``params`` without the dotted ``keys`` (whole sections or single keys); comments and
+    key order do not change it."""
     data = json.loads(json.dumps(params.data))  # a copy
-    for key in VARIANT_AND_SEED_KEYS:
+    for key in keys:
         *parents, last = key.split(".")
         node = data
         for part in parents:
@@ -95,7 +93,14 @@ def grid_key(params: Params) -> str:
         if isinstance(node, dict):
             node.pop(last, None)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:GRID_KEY_LENGTH]
+    return hashlib.sha256(text.encode()).hexdigest()[:KEY_LENGTH]
+
+
+def grid_key(params: Params) -> str:
+    """A short hash of the parameters a grid's experiments share: all of them but the keys a variant or a seed
+    sets (VARIANT_AND_SEED_KEYS). Experiment names and record rows carry it, so runs of different settings (a
+    longer round 0, another dataset) are never queued as done or averaged together."""
+    return _hash_without(params, VARIANT_AND_SEED_KEYS)
 
 
 _EXPERIMENT_NAME = re.compile(r"^(?P<method>[a-z]+)(?P<ts>-ts)?-s(?P<seed>\d+)-(?P<grid>[0-9a-f]+)$")
@@ -119,12 +124,21 @@ def seed_overrides(seed: int, dataset: str) -> list[str]:
 
 # The round-0 curve: the supervised baseline's val scores against its training budget, one experiment per budget
 # (each its own full poly schedule, so a point is what training that long gives, not a checkpoint of a longer
-# run). Its rows are a committed CSV, so a curve longer than one working session is resumed from it.
-CURVE_COLUMNS = ("iterations", "seed", "miou", "tail_miou", "head_miou", "experiment")
+# run). Its rows are a committed CSV, so a curve longer than one working session is resumed from it; each row
+# names its recipe (recipe_key), so curves of several recipes (learning rates, crops) share the file unmixed.
+CURVE_COLUMNS = ("recipe", "iterations", "seed", "miou", "tail_miou", "head_miou", "experiment")
+# What round 0 does not read (it reads data, synthetic, seed, model, train, distributed, inference, evaluate),
+# and what a curve point sets itself.
+NOT_ROUND0_KEYS = ("rounds", "pseudo_label", "self_training", "train.iterations", *VARIANT_AND_SEED_KEYS)
 
 
-def curve_experiment_name(iterations: int, seed: int) -> str:
-    return f"r0-it{iterations}-s{seed}"
+def recipe_key(params: Params) -> str:
+    """A short hash of what round 0 is trained and evaluated with, but its budget and seeds."""
+    return _hash_without(params, NOT_ROUND0_KEYS)
+
+
+def curve_experiment_name(iterations: int, seed: int, recipe: str) -> str:
+    return f"r0-it{iterations}-s{seed}-{recipe}"
 
 
 def curve_overrides(iterations: int, seed: int, dataset: str) -> list[str]:
@@ -159,20 +173,20 @@ def read_curve(path: str | os.PathLike) -> list[dict]:
             raise UserError(f"{path}: a row's iterations or seed is not an integer ({exc})") from None
 
 
-def curve_row(iterations: int, seed: int, experiment: str, evaluation: dict | None) -> dict:
+def curve_row(recipe: str, iterations: int, seed: int, experiment: str, evaluation: dict | None) -> dict:
     """One CSV row from an experiment's round-0 evaluation.json; UserError if it has none."""
     if not evaluation or "miou" not in evaluation:
         raise UserError(f"experiment {experiment!r} has no outputs/r0/evaluation.json: it did not finish")
-    return {"iterations": iterations, "seed": seed, "miou": f"{evaluation['miou']:.6f}",
+    return {"recipe": recipe, "iterations": iterations, "seed": seed, "miou": f"{evaluation['miou']:.6f}",
             "tail_miou": f"{evaluation['tail_miou']:.6f}" if evaluation.get("tail_miou") is not None else "",
             "head_miou": f"{evaluation['head_miou']:.6f}" if evaluation.get("head_miou") is not None else "",
             "experiment": experiment}
 
 
 def curve_csv(rows: list[dict]) -> str:
-    """The curve's CSV text, rows ordered by seed then iterations."""
+    """The curve's CSV text, rows ordered by recipe, seed and iterations."""
     lines = [",".join(CURVE_COLUMNS)]
-    for row in sorted(rows, key=lambda r: (int(r["seed"]), int(r["iterations"]))):
+    for row in sorted(rows, key=lambda r: (r["recipe"], int(r["seed"]), int(r["iterations"]))):
         lines.append(",".join(str(row[column]) for column in CURVE_COLUMNS))
     return "\n".join(lines) + "\n"
 

@@ -161,7 +161,9 @@ def curve(iterations: str = typer.Option("1000,2000,4000,8000",
     """Round 0's val mIoU against its training budget: one DVC experiment per budget and seed (only prepare,
     train_r0 and evaluate_r0 run), each a whole poly schedule of that length, queued and run one at a time (the
     workspace is left as it is). Rows already in the CSV are kept and not rerun, and the CSV is rewritten after
-    each budget, so a curve longer than a working session resumes from the committed file."""
+    each budget, so a curve longer than a working session resumes from the committed file. A row names its
+    recipe (a hash of every parameter round 0 reads but its budget and seeds): change a round-0 parameter in
+    params.yaml and the curve of that recipe is measured beside the others, never mixed with them."""
     from pipeline_lib.ablation import (
         COMMITS_SEARCHED,
         curve_csv,
@@ -171,29 +173,32 @@ def curve(iterations: str = typer.Option("1000,2000,4000,8000",
         parse_iterations,
         parse_seeds,
         read_curve,
+        recipe_key,
     )
     from pipeline_lib.atomic import write_text
     from pipeline_lib.comparison import experiment_names, read_runs
     from pipeline_lib.settings import BASELINE_ROUND, DataSettings
 
     budgets, seed_list = parse_iterations(iterations), parse_seeds(seeds)
-    dataset = DataSettings.from_params(Params.load(params)).dataset
+    loaded = Params.load(params)
+    dataset, recipe = DataSettings.from_params(loaded).dataset, recipe_key(loaded)
     rows = read_curve(out)
-    done = {(row["iterations"], row["seed"]) for row in rows}
+    done = {(row["recipe"], row["iterations"], row["seed"]) for row in rows}
     existing = set(experiment_names(COMMITS_SEARCHED))
     for seed in seed_list:
         for budget in budgets:
-            if (budget, seed) in done:
-                typer.echo(f"{budget} iterations, seed {seed}: in {out}, kept")
+            if (recipe, budget, seed) in done:
+                typer.echo(f"recipe {recipe}, {budget} iterations, seed {seed}: in {out}, kept")
                 continue
-            name = curve_experiment_name(budget, seed)
+            name = curve_experiment_name(budget, seed, recipe)
             if name not in existing:
                 _dvc("exp", "run", "--queue", "-n", name, *curve_overrides(budget, seed, dataset), "evaluate_r0")
                 _dvc("exp", "run", "--run-all", "-j", "1")
             [finished] = read_runs([name], [BASELINE_ROUND])
-            rows.append(curve_row(budget, seed, name, finished.evaluation[BASELINE_ROUND]))
+            rows.append(curve_row(recipe, budget, seed, name, finished.evaluation[BASELINE_ROUND]))
             write_text(out, curve_csv(rows))
-            typer.echo(f"{budget} iterations, seed {seed}: mIoU {100 * float(rows[-1]['miou']):.1f} → {out}")
+            typer.echo(f"recipe {recipe}, {budget} iterations, seed {seed}: mIoU "
+                       f"{100 * float(rows[-1]['miou']):.1f} → {out}")
 
 
 for _name, _command in (("queue", queue), ("run", run), ("table", table), ("figure", figure), ("curve", curve)):

@@ -22,13 +22,14 @@ from pipeline_lib.ablation import (
     parse_experiment_name,
     parse_iterations,
     read_curve,
+    recipe_key,
 )
 from pipeline_lib.ablation_figure import plot_class_shares, plot_scores, score_series
 from pipeline_lib.ablation_record import ablation_table, merge_rows, read_record, record_json, record_row
 from pipeline_lib.comparison import RunResults
 from pipeline_lib.errors import UserError
 from pipeline_lib.settings import Params
-from pipeline_project import REPO, dvc, make_project, run
+from pipeline_project import REPO, dvc, make_project, run, set_param
 
 
 def test_variants_parse_with_and_without_temperature_scaling():
@@ -196,21 +197,38 @@ def test_curve_budgets_and_files_are_checked_and_rows_kept_in_order(tmp_path):
     (tmp_path / "other.csv").write_text("class,iou\nroad,0.9\n")
     with pytest.raises(UserError, match=r"other\.csv: not a round-0 curve"):
         read_curve(tmp_path / "other.csv")
-    with pytest.raises(UserError, match="'r0-it8-s0' has no outputs/r0/evaluation.json"):
-        curve_row(8, 0, "r0-it8-s0", None)
-    rows = [curve_row(4000, 1, "r0-it4000-s1", {"miou": 0.4, "tail_miou": 0.1, "head_miou": 0.6}),
-            curve_row(2000, 0, "r0-it2000-s0", {"miou": 0.3, "tail_miou": None, "head_miou": 0.5}),
-            curve_row(1000, 1, "r0-it1000-s1", {"miou": 0.2, "tail_miou": 0.05, "head_miou": 0.4})]
+    with pytest.raises(UserError, match="'r0-it8-s0-k' has no outputs/r0/evaluation.json"):
+        curve_row("k", 8, 0, "r0-it8-s0-k", None)
+    rows = [curve_row("b", 4000, 1, "r0-it4000-s1-b", {"miou": 0.4, "tail_miou": 0.1, "head_miou": 0.6}),
+            curve_row("b", 2000, 0, "r0-it2000-s0-b", {"miou": 0.3, "tail_miou": None, "head_miou": 0.5}),
+            curve_row("a", 8000, 0, "r0-it8000-s0-a", {"miou": 0.5, "tail_miou": 0.2, "head_miou": 0.7}),
+            curve_row("b", 1000, 1, "r0-it1000-s1-b", {"miou": 0.2, "tail_miou": 0.05, "head_miou": 0.4})]
     (tmp_path / "curve.csv").write_text(curve_csv(rows))
     assert (tmp_path / "curve.csv").read_text().splitlines() == [
-        "iterations,seed,miou,tail_miou,head_miou,experiment",
-        "2000,0,0.300000,,0.500000,r0-it2000-s0",
-        "1000,1,0.200000,0.050000,0.400000,r0-it1000-s1",
-        "4000,1,0.400000,0.100000,0.600000,r0-it4000-s1"]
-    assert [(r["iterations"], r["seed"]) for r in read_curve(tmp_path / "curve.csv")] == [(2000, 0), (1000, 1),
-                                                                                          (4000, 1)]
+        "recipe,iterations,seed,miou,tail_miou,head_miou,experiment",
+        "a,8000,0,0.500000,0.200000,0.700000,r0-it8000-s0-a",
+        "b,2000,0,0.300000,,0.500000,r0-it2000-s0-b",
+        "b,1000,1,0.200000,0.050000,0.400000,r0-it1000-s1-b",
+        "b,4000,1,0.400000,0.100000,0.600000,r0-it4000-s1-b"]
+    assert [(r["recipe"], r["iterations"], r["seed"]) for r in read_curve(tmp_path / "curve.csv")] == [
+        ("a", 8000, 0), ("b", 2000, 0), ("b", 1000, 1), ("b", 4000, 1)]
     assert curve_overrides(500, 2, "synthetic")[:2] == ["-S", "train.iterations=500"]
-    assert curve_experiment_name(500, 2) == "r0-it500-s2"
+    assert curve_experiment_name(500, 2, "0a1b2c3d") == "r0-it500-s2-0a1b2c3d"
+
+
+def test_a_curve_recipe_is_what_round_0_reads_but_its_budget_and_seeds():
+    text = (REPO / "params.yaml").read_text()
+    recipe = recipe_key(Params.parse(text, "params.yaml"))
+    same = Params.parse(text, "params.yaml")
+    same.data["train"]["iterations"], same.data["seed"], same.data["synthetic"]["seed"] = 64000, 2, 2
+    same.data["rounds"]["r1"]["iterations"] = 5000
+    same.data["pseudo_label"]["method"], same.data["self_training"]["pseudo_fraction"] = "st", 0.3
+    assert recipe_key(same) == recipe
+    for section, name, value in (("train", "base_lr", 0.2), ("train", "crop_size", 96), ("model", "arch", "x"),
+                                 ("synthetic", "num_train_images", 640), ("inference", "flip", True)):
+        other = Params.parse(text, "params.yaml")
+        other.data[section][name] = value
+        assert recipe_key(other) != recipe, name
 
 
 @pytest.mark.slow
@@ -221,7 +239,9 @@ def test_round0_curve_runs_one_experiment_per_budget_and_resumes_from_its_csv(tm
     first = run(command, project).stdout
     assert first.count("$ dvc exp run --queue") == 2
     rows = read_curve(project / "outputs" / "round0_curve.csv")
-    assert [(r["iterations"], r["seed"], r["experiment"]) for r in rows] == [(2, 0, "r0-it2-s0"), (3, 0, "r0-it3-s0")]
+    recipe = recipe_key(Params.load(project / "params.yaml"))
+    assert [(r["recipe"], r["iterations"], r["seed"], r["experiment"]) for r in rows] == [
+        (recipe, 2, 0, f"r0-it2-s0-{recipe}"), (recipe, 3, 0, f"r0-it3-s0-{recipe}")]
     # Each row holds its experiment's round-0 scores, as `dvc exp show` has them.
     shown = list(csv.DictReader(io.StringIO(dvc(project, "exp", "show", "--csv").stdout)))
     for row in rows:
@@ -234,6 +254,13 @@ def test_round0_curve_runs_one_experiment_per_budget_and_resumes_from_its_csv(tm
     again = run([*command[:-1], "4,3,2"], project).stdout
     assert again.count("kept") == 2 and again.count("$ dvc exp run --queue") == 1
     assert [r["iterations"] for r in read_curve(project / "outputs" / "round0_curve.csv")] == [2, 3, 4]
+    # Another round-0 recipe (here the learning rate) is measured beside the first, not taken for it.
+    set_param(project, "train.base_lr", 0.2)
+    other = run([*command[:-1], "2"], project).stdout
+    assert "kept" not in other and other.count("$ dvc exp run --queue") == 1
+    rows = read_curve(project / "outputs" / "round0_curve.csv")
+    [new] = [r for r in rows if r["recipe"] != recipe]
+    assert (new["iterations"], len(rows)) == (2, 4) and new["recipe"] == recipe_key(Params.load(project / "params.yaml"))
 
 
 @pytest.mark.slow

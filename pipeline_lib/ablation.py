@@ -114,6 +114,16 @@ def parse_experiment_name(name: str) -> tuple[Variant, int, str] | None:
     return Variant(match["method"], bool(match["ts"])), int(match["seed"]), match["grid"]
 
 
+def batches_sharing_round0(names_by_seed: dict[int, list[str]]) -> list[list[str]]:
+    """The order in which a grid's experiments run when several run at once: first one experiment per seed, whose
+    stages all of that seed's variants share (prepare, round 0, the first round's inference and confidences) then
+    sit in DVC's run cache; then every other one, which restores those stages from it instead of training the
+    same round 0 at the same time as its siblings."""
+    first = [names[0] for names in names_by_seed.values() if names]
+    rest = [name for names in names_by_seed.values() for name in names[1:]]
+    return [batch for batch in (first, rest) if batch]
+
+
 def seed_overrides(seed: int, dataset: str) -> list[str]:
     """``-S`` arguments of one replicate: the training and sampling seeds, the labelled/unlabelled split and, for
     the embedded dataset (``dataset`` "synthetic"), the images themselves; one split and one set of images would

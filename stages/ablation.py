@@ -48,12 +48,13 @@ def _grid(params: Path) -> tuple[Params, str, list[str]]:
     return loaded, grid_key(loaded), rounds
 
 
-def queue(variants: str = typer.Option(",".join(PAPER_VARIANTS), help=VARIANTS_HELP),
-          seeds: str = typer.Option("0", help=SEEDS_HELP),
-          params: Path = typer.Option(Path("params.yaml"), help="Parameter file (the grid's settings)."),
-          ) -> None:
-    """Queue one DVC experiment per variant and seed, named <variant>-s<seed>-<grid key>; names that already
-    exist are skipped (the key changes with any parameter but the variant's and the seed's)."""
+JOBS_HELP = "Experiments run at once (DVC queue workers). More than 1 pays on a GPU, which one small experiment " \
+            "leaves mostly idle; on a CPU they only share its cores."
+
+
+def _unqueued(variants: str, seeds: str, params: Path) -> dict[int, list[tuple[str, list[str]]]]:
+    """Per seed, the name and ``-S`` overrides of each of the grid's experiments that does not exist yet (those
+    that do are named and skipped: the key changes with any parameter but the variant's and the seed's)."""
     from pipeline_lib.ablation import COMMITS_SEARCHED, parse_seeds, parse_variants
     from pipeline_lib.comparison import experiment_names
     from pipeline_lib.settings import DataSettings
@@ -62,26 +63,49 @@ def queue(variants: str = typer.Option(",".join(PAPER_VARIANTS), help=VARIANTS_H
     loaded, grid, _ = _grid(params)
     dataset = DataSettings.from_params(loaded).dataset
     existing = set(experiment_names(COMMITS_SEARCHED))
+    pending: dict[int, list[tuple[str, list[str]]]] = {}
     for seed in seed_list:
         for variant in variant_list:
             name = variant.experiment_name(seed, grid)
             if name in existing:
                 typer.echo(f"{name}: exists, skipped (remove it with `dvc exp remove {name}` to rerun)")
-                continue
-            _dvc("exp", "run", "--queue", "-n", name, *variant.overrides(seed, dataset))
+            else:
+                pending.setdefault(seed, []).append((name, variant.overrides(seed, dataset)))
+    return pending
+
+
+def queue(variants: str = typer.Option(",".join(PAPER_VARIANTS), help=VARIANTS_HELP),
+          seeds: str = typer.Option("0", help=SEEDS_HELP),
+          params: Path = typer.Option(Path("params.yaml"), help="Parameter file (the grid's settings)."),
+          ) -> None:
+    """Queue one DVC experiment per variant and seed, named <variant>-s<seed>-<grid key>; names that already
+    exist are skipped (the key changes with any parameter but the variant's and the seed's)."""
+    for experiments in _unqueued(variants, seeds, params).values():
+        for name, overrides in experiments:
+            _dvc("exp", "run", "--queue", "-n", name, *overrides)
 
 
 def run(variants: str = typer.Option(",".join(PAPER_VARIANTS), help=VARIANTS_HELP),
         seeds: str = typer.Option("0", help=SEEDS_HELP),
+        jobs: int = typer.Option(1, min=1, help=JOBS_HELP),
         out: Path = typer.Option(Path("reports/ablation.md"), help="Where to write the markdown table."),
         record: Path = typer.Option(Path("outputs/ablation_runs.json"), help=RECORD_HELP),
         figures: Path = typer.Option(Path("outputs"), help="Folder of the figures (see `dars ablation figure`)."),
         params: Path = typer.Option(Path("params.yaml"), help="Parameter file (the grid's settings)."),
         ) -> None:
-    """Queue the grid, run the queue (one job at a time), record the finished experiments, then print and save
-    the table of every recorded seed of this grid and draw its figures."""
-    queue(variants, seeds, params)
-    _dvc("exp", "run", "--run-all", "-j", "1")
+    """Queue the grid and run it, ``--jobs`` experiments at a time: one experiment per seed first, so that the
+    stages a seed's variants share are computed once and restored from DVC's run cache by the others; then
+    record the finished experiments, print and save the table of every recorded seed of this grid and draw its
+    figures."""
+    from pipeline_lib.ablation import batches_sharing_round0
+
+    pending = _unqueued(variants, seeds, params)
+    overrides = {name: args for experiments in pending.values() for name, args in experiments}
+    names_by_seed = {seed: [name for name, _ in experiments] for seed, experiments in pending.items()}
+    for batch in batches_sharing_round0(names_by_seed):
+        for name in batch:
+            _dvc("exp", "run", "--queue", "-n", name, *overrides[name])
+        _dvc("exp", "run", "--run-all", "-j", str(min(jobs, len(batch))))
     table(variants, "", out, record, params)
     figure(variants, "", figures, record, params)
 
@@ -154,14 +178,15 @@ def figure(variants: str = typer.Option(",".join(PAPER_VARIANTS), help=VARIANTS_
 def curve(iterations: str = typer.Option("1000,2000,4000,8000",
                                          help="Comma-separated round-0 budgets, one experiment each."),
           seeds: str = typer.Option("0", help=SEEDS_HELP),
+          jobs: int = typer.Option(1, min=1, help=JOBS_HELP),
           out: Path = typer.Option(Path("outputs/round0_curve.csv"), help="The curve's CSV, to commit (a DVC "
                                    "plot: `dvc plots show outputs/round0_curve.csv`)."),
           params: Path = typer.Option(Path("params.yaml"), help="Parameter file (for data.dataset)."),
           ) -> None:
     """Round 0's val mIoU against its training budget: one DVC experiment per budget and seed (only prepare,
-    train_r0 and evaluate_r0 run), each a whole poly schedule of that length, queued and run one at a time (the
-    workspace is left as it is). Rows already in the CSV are kept and not rerun, and the CSV is rewritten after
-    each budget, so a curve longer than a working session resumes from the committed file. A row names its
+    train_r0 and evaluate_r0 run), each a whole poly schedule of that length, queued and run ``--jobs`` at a time
+    (the workspace is left as it is). Rows already in the CSV are kept and not rerun, and the CSV is rewritten
+    after each batch, so a curve longer than a working session resumes from the committed file. A row names its
     recipe (a hash of every parameter round 0 reads but its budget and seeds): change a round-0 parameter in
     params.yaml and the curve of that recipe is measured beside the others, never mixed with them."""
     from pipeline_lib.ablation import (
@@ -185,15 +210,22 @@ def curve(iterations: str = typer.Option("1000,2000,4000,8000",
     rows = read_curve(out)
     done = {(row["recipe"], row["iterations"], row["seed"]) for row in rows}
     existing = set(experiment_names(COMMITS_SEARCHED))
+    points = []
     for seed in seed_list:
         for budget in budgets:
             if (recipe, budget, seed) in done:
                 typer.echo(f"recipe {recipe}, {budget} iterations, seed {seed}: in {out}, kept")
-                continue
-            name = curve_experiment_name(budget, seed, recipe)
-            if name not in existing:
-                _dvc("exp", "run", "--queue", "-n", name, *curve_overrides(budget, seed, dataset), "evaluate_r0")
-                _dvc("exp", "run", "--run-all", "-j", "1")
+            else:
+                points.append((budget, seed, curve_experiment_name(budget, seed, recipe)))
+    # `jobs` points at a time, and the CSV rewritten after each batch: a curve resumes from its last batch.
+    for start in range(0, len(points), jobs):
+        batch = points[start:start + jobs]
+        queued = [(budget, seed, name) for budget, seed, name in batch if name not in existing]
+        for budget, seed, name in queued:
+            _dvc("exp", "run", "--queue", "-n", name, *curve_overrides(budget, seed, dataset), "evaluate_r0")
+        if queued:
+            _dvc("exp", "run", "--run-all", "-j", str(len(queued)))
+        for budget, seed, name in batch:
             [finished] = read_runs([name], [BASELINE_ROUND])
             rows.append(curve_row(recipe, budget, seed, name, finished.evaluation[BASELINE_ROUND]))
             write_text(out, curve_csv(rows))

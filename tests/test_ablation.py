@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from pipeline_lib.ablation import (
+    batches_sharing_round0,
     CONTROL,
     PAPER_VARIANTS,
     Variant,
@@ -231,13 +232,20 @@ def test_a_curve_recipe_is_what_round_0_reads_but_its_budget_and_seeds():
         assert recipe_key(other) != recipe, name
 
 
+def test_with_several_jobs_each_seed_runs_one_experiment_before_the_others_that_share_its_round_0():
+    assert batches_sharing_round0({0: ["st-s0", "dars-s0", "supervised-s0"], 1: ["st-s1"], 2: ["dars-s2", "st-s2"]}) == [
+        ["st-s0", "st-s1", "dars-s2"], ["dars-s0", "supervised-s0", "st-s2"]]
+    assert batches_sharing_round0({0: ["dars-s0"], 1: ["dars-s1"]}) == [["dars-s0", "dars-s1"]]
+    assert batches_sharing_round0({}) == []
+
+
 @pytest.mark.slow
 def test_round0_curve_runs_one_experiment_per_budget_and_resumes_from_its_csv(tmp_path):
     project = make_project(tmp_path / "curve")
     params_before = (project / "params.yaml").read_text()
-    command = [sys.executable, "-m", "stages.cli", "ablation", "curve", "--iterations", "3,2"]
+    command = [sys.executable, "-m", "stages.cli", "ablation", "curve", "--jobs", "2", "--iterations", "3,2"]
     first = run(command, project).stdout
-    assert first.count("$ dvc exp run --queue") == 2
+    assert first.count("$ dvc exp run --queue") == 2 and first.count("$ dvc exp run --run-all -j 2") == 1
     rows = read_curve(project / "outputs" / "round0_curve.csv")
     recipe = recipe_key(Params.load(project / "params.yaml"))
     assert [(r["recipe"], r["iterations"], r["seed"], r["experiment"]) for r in rows] == [

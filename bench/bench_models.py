@@ -1,10 +1,11 @@
-"""Training throughput of each architecture on CPU: fp32 vs bf16 autocast + channels_last.
+"""Training throughput of each architecture on the CPU or a GPU: fp32 vs bf16 autocast (+ channels_last).
 
 One training step = forward, cross-entropy on the logits upsampled to the crop (plus 0.4 × the
 aux loss where there is an aux head), backward, SGD step. Prints images per second of the
 median timed step.
 
     .venv/bin/python -m bench.bench_models --archs pspnet_resnet18 lraspp_mobilenet_v3_large
+    python -m bench.bench_models --device cuda --archs lraspp_mobilenet_v3_large --batch 8 --crop 128
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ AUX_WEIGHT = 0.4
 
 
 def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images, labels, bf16: bool) -> None:
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
         outputs = model(images)
         loss = 0.0
         for name, logits in outputs.items():
@@ -35,21 +36,25 @@ def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, imag
     optimizer.step()
 
 
-def images_per_second(arch: str, batch: int, crop: int, warmup: int, steps: int, bf16: bool) -> float:
+def images_per_second(arch: str, batch: int, crop: int, warmup: int, steps: int, bf16: bool,
+                      device: torch.device = torch.device("cpu")) -> float:
     torch.manual_seed(0)
-    model = build_model(arch, NUM_CLASSES).train()
-    images = torch.randn(batch, 3, crop, crop)
-    labels = torch.randint(0, NUM_CLASSES, (batch, crop, crop))
+    model = build_model(arch, NUM_CLASSES).train().to(device)
+    images = torch.randn(batch, 3, crop, crop, device=device)
+    labels = torch.randint(0, NUM_CLASSES, (batch, crop, crop), device=device)
     if bf16:
         model = model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(parameter_groups(model, 0.01, 10.0), lr=0.01, momentum=0.9)
+    synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(warmup):
         training_step(model, optimizer, images, labels, bf16)
     step_seconds = []
     for _ in range(steps):
+        synchronize()
         start = time.perf_counter()
         training_step(model, optimizer, images, labels, bf16)
+        synchronize()  # a GPU step has ended when its kernels have, not when Python has queued them
         step_seconds.append(time.perf_counter() - start)
     # The median step resists the other processes sharing the machine better than the mean.
     return batch / statistics.median(step_seconds)
@@ -62,12 +67,15 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=256)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, crop {args.crop}²")
+    device = torch.device(args.device)
+    where = torch.cuda.get_device_name() if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+    print(f"torch {torch.__version__}, {where}, batch {args.batch}, crop {args.crop}²")
     print(f"{'architecture':32s} {'fp32 img/s':>11s} {'bf16+CL img/s':>14s} {'speed-up':>9s}")
     for arch in args.archs:
-        fp32 = images_per_second(arch, args.batch, args.crop, args.warmup, args.steps, bf16=False)
-        bf16 = images_per_second(arch, args.batch, args.crop, args.warmup, args.steps, bf16=True)
+        fp32 = images_per_second(arch, args.batch, args.crop, args.warmup, args.steps, bf16=False, device=device)
+        bf16 = images_per_second(arch, args.batch, args.crop, args.warmup, args.steps, bf16=True, device=device)
         print(f"{arch:32s} {fp32:11.2f} {bf16:14.2f} {bf16 / fp32:8.2f}×", flush=True)
 
 

@@ -18,9 +18,12 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from pipeline_lib.errors import UserError
 from pipeline_lib.settings import METHODS, Params
+
+T = TypeVar("T")
 
 PAPER_VARIANTS = ("st", "st+ts", "cbst", "cbst+ts", "da+ts", "dars")
 CONTROL = "supervised"
@@ -114,13 +117,13 @@ def parse_experiment_name(name: str) -> tuple[Variant, int, str] | None:
     return Variant(match["method"], bool(match["ts"])), int(match["seed"]), match["grid"]
 
 
-def batches_sharing_round0(names_by_seed: dict[int, list[str]]) -> list[list[str]]:
-    """The order in which a grid's experiments run when several run at once: first one experiment per seed, whose
-    stages all of that seed's variants share (prepare, round 0, the first round's inference and confidences) then
-    sit in DVC's run cache; then every other one, which restores those stages from it instead of training the
-    same round 0 at the same time as its siblings."""
-    first = [names[0] for names in names_by_seed.values() if names]
-    rest = [name for names in names_by_seed.values() for name in names[1:]]
+def batches_sharing_round0(experiments_by_seed: dict[int, list[T]]) -> list[list[T]]:
+    """The order in which a grid's experiments (any per-experiment item) run when several run at once: first one
+    experiment per seed, whose stages all of that seed's variants share (prepare, round 0, the first round's
+    inference and confidences) then sit in DVC's run cache; then every other one, which restores those stages
+    from it instead of training the same round 0 at the same time as its siblings."""
+    first = [items[0] for items in experiments_by_seed.values() if items]
+    rest = [item for items in experiments_by_seed.values() for item in items[1:]]
     return [batch for batch in (first, rest) if batch]
 
 

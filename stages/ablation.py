@@ -99,12 +99,9 @@ def run(variants: str = typer.Option(",".join(PAPER_VARIANTS), help=VARIANTS_HEL
     figures."""
     from pipeline_lib.ablation import batches_sharing_round0
 
-    pending = _unqueued(variants, seeds, params)
-    overrides = {name: args for experiments in pending.values() for name, args in experiments}
-    names_by_seed = {seed: [name for name, _ in experiments] for seed, experiments in pending.items()}
-    for batch in batches_sharing_round0(names_by_seed):
-        for name in batch:
-            _dvc("exp", "run", "--queue", "-n", name, *overrides[name])
+    for batch in batches_sharing_round0(_unqueued(variants, seeds, params)):
+        for name, overrides in batch:
+            _dvc("exp", "run", "--queue", "-n", name, *overrides)
         _dvc("exp", "run", "--run-all", "-j", str(min(jobs, len(batch))))
     table(variants, "", out, record, params)
     figure(variants, "", figures, record, params)

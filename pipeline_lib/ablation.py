@@ -127,6 +127,60 @@ def batches_sharing_round0(experiments_by_seed: dict[int, list[T]]) -> list[list
     return [batch for batch in (first, rest) if batch]
 
 
+def _hydra_value(value: object, key: str) -> str:
+    """``value`` in the override grammar DVC's ``-S`` parses (Hydra's): strings quoted, so that spaces, colons
+    and numbers-as-text survive."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        if "'" in value and '"' in value:
+            raise UserError(f"{key}: a value with both quote characters cannot be passed to `dvc exp run -S`")
+        quote = '"' if "'" in value else "'"
+        return quote + value + quote
+    if isinstance(value, list):
+        return "[" + ",".join(_hydra_value(item, key) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{name}:{_hydra_value(item, key)}" for name, item in value.items()) + "}"
+    raise UserError(f"{key}: a value of type {type(value).__name__} cannot be passed to `dvc exp run -S`")
+
+
+def settings_overrides(workspace: Params, settings: Params, skip: tuple[str, ...] = ()) -> list[str]:
+    """``dvc exp run -S`` arguments that turn ``workspace`` (the params.yaml an experiment starts from) into
+    ``settings`` (another full parameter file: a benchmark's), key by key: changed values, added keys (``+``)
+    and removed ones (``~``). Keys under ``skip`` (what a variant or a seed sets) are left to those."""
+    overrides: list[str] = []
+
+    def walk(old: dict, new: dict, prefix: str) -> None:
+        for name, value in new.items():
+            key = prefix + str(name)
+            if key in skip:
+                continue
+            if name not in old:
+                overrides.extend(["-S", f"+{key}={_hydra_value(value, key)}"])
+            elif isinstance(value, dict) and isinstance(old[name], dict):
+                walk(old[name], value, key + ".")
+            elif old[name] is not None and isinstance(value, dict) != isinstance(old[name], dict):
+                # a section for a value or back: OmegaConf assigns neither over the other
+                overrides.extend(["-S", f"~{key}", "-S", f"+{key}={_hydra_value(value, key)}"])
+            elif value != old[name] or type(value) is not type(old[name]):
+                overrides.extend(["-S", f"{key}={_hydra_value(value, key)}"])
+        for name in old:
+            key = prefix + str(name)
+            if name in new or key in skip:
+                continue
+            if old[name] is None:  # Hydra finds no value to delete
+                raise UserError(f"{settings.source}: lacks '{key}', which {workspace.source} sets to null; "
+                                f"add it ({key}: null) to {settings.source}")
+            overrides.extend(["-S", f"~{key}"])
+
+    walk(workspace.data, settings.data, "")
+    return overrides
+
+
 def seed_overrides(seed: int, dataset: str) -> list[str]:
     """``-S`` arguments of one replicate: the training and sampling seeds, the labelled/unlabelled split and, for
     the embedded dataset (``dataset`` "synthetic"), the images themselves; one split and one set of images would

@@ -28,6 +28,12 @@ def _dvc(*args: str) -> None:
         raise UserError(f"`dvc {' '.join(args)}` failed (see its output above)")
 
 
+# The parameter file DVC experiments start from; `--params` names another whole file whose values they run with.
+WORKSPACE_PARAMS = "params.yaml"
+PARAMS_HELP = "The settings, a whole parameter file (e.g. configs/benchmark_synthetic.yaml): each experiment " \
+              "runs with its values (as -S overrides of params.yaml, which is left as it is)."
+
+
 SEEDS_HELP = "Comma-separated seeds, one experiment each; a seed sets the training and sampling seeds, the split " \
              "and (embedded dataset) the images."
 
@@ -37,19 +43,26 @@ RECORD_HELP = "The grid's record of finished experiments, to commit: seeds run i
 
 
 def _grid(params: Path) -> tuple[Params, str, list[str]]:
-    """The parameter file, its grid key and its self-training rounds (UserError if it has none)."""
+    """The parameter file (checked whole), its grid key and its self-training rounds."""
     from pipeline_lib.ablation import grid_key
-    from pipeline_lib.settings import round_schedule
+    from pipeline_lib.check import check_params
 
     loaded = Params.load(params)
-    rounds = list(round_schedule(loaded))
-    if not rounds:
-        raise UserError(f"{params}: no self-training rounds are defined under 'rounds'")
+    rounds = check_params(loaded)[1:]  # (it refuses a file without self-training rounds)
     return loaded, grid_key(loaded), rounds
 
 
 JOBS_HELP = "Experiments run at once (DVC queue workers). More than 1 pays on a GPU, which one small experiment " \
             "leaves mostly idle; on a CPU they only share its cores."
+
+
+def _overrides(settings: Params, own: list[str]) -> list[str]:
+    """``-S`` arguments of one experiment: what turns the workspace's params.yaml into the settings file (none when
+    it is params.yaml), then the experiment's ``own`` (a variant's, a seed's, a budget's), which set their keys."""
+    from pipeline_lib.ablation import settings_overrides
+
+    keys = tuple(arg.split("=", 1)[0].lstrip("+~") for arg in own[1::2])
+    return [*settings_overrides(Params.load(WORKSPACE_PARAMS), settings, skip=keys), *own]
 
 
 def _unqueued(variants: str, seeds: str, params: Path) -> dict[int, list[tuple[str, list[str]]]]:
@@ -70,13 +83,13 @@ def _unqueued(variants: str, seeds: str, params: Path) -> dict[int, list[tuple[s
             if name in existing:
                 typer.echo(f"{name}: exists, skipped (remove it with `dvc exp remove {name}` to rerun)")
             else:
-                pending.setdefault(seed, []).append((name, variant.overrides(seed, dataset)))
+                pending.setdefault(seed, []).append((name, _overrides(loaded, variant.overrides(seed, dataset))))
     return pending
 
 
 def queue(variants: str = typer.Option(",".join(PAPER_VARIANTS), help=VARIANTS_HELP),
           seeds: str = typer.Option("0", help=SEEDS_HELP),
-          params: Path = typer.Option(Path("params.yaml"), help="Parameter file (the grid's settings)."),
+          params: Path = typer.Option(Path(WORKSPACE_PARAMS), help=PARAMS_HELP),
           ) -> None:
     """Queue one DVC experiment per variant and seed, named <variant>-s<seed>-<grid key>; names that already
     exist are skipped (the key changes with any parameter but the variant's and the seed's)."""
@@ -91,7 +104,7 @@ def run(variants: str = typer.Option(",".join(PAPER_VARIANTS), help=VARIANTS_HEL
         out: Path = typer.Option(Path("reports/ablation.md"), help="Where to write the markdown table."),
         record: Path = typer.Option(Path("outputs/ablation_runs.json"), help=RECORD_HELP),
         figures: Path = typer.Option(Path("outputs"), help="Folder of the figures (see `dars ablation figure`)."),
-        params: Path = typer.Option(Path("params.yaml"), help="Parameter file (the grid's settings)."),
+        params: Path = typer.Option(Path(WORKSPACE_PARAMS), help=PARAMS_HELP),
         ) -> None:
     """Queue the grid and run it, ``--jobs`` experiments at a time: one experiment per seed first, so that the
     stages a seed's variants share are computed once and restored from DVC's run cache by the others; then
@@ -141,7 +154,7 @@ def table(variants: str = typer.Option(",".join(PAPER_VARIANTS), help=VARIANTS_H
           seeds: str = typer.Option("", help="Comma-separated seeds to show (default: every recorded seed)."),
           out: Path = typer.Option(Path("reports/ablation.md"), help="Where to write the markdown table."),
           record: Path = typer.Option(Path("outputs/ablation_runs.json"), help=RECORD_HELP),
-          params: Path = typer.Option(Path("params.yaml"), help="Parameter file (the grid's settings)."),
+          params: Path = typer.Option(Path(WORKSPACE_PARAMS), help=PARAMS_HELP),
           ) -> None:
     """Record this grid's finished experiments, then print per-class IoU, tail mIoU, mIoU and the gain over the
     baseline, mean ± std over the recorded seeds."""
@@ -160,7 +173,7 @@ def figure(variants: str = typer.Option(",".join(PAPER_VARIANTS), help=VARIANTS_
            out: Path = typer.Option(Path("outputs"), help="Folder of the two PNGs, ablation_scores.png and "
                                     "ablation_class_shares.png."),
            record: Path = typer.Option(Path("outputs/ablation_runs.json"), help=RECORD_HELP),
-           params: Path = typer.Option(Path("params.yaml"), help="Parameter file (the grid's settings)."),
+           params: Path = typer.Option(Path(WORKSPACE_PARAMS), help=PARAMS_HELP),
            ) -> None:
     """Record this grid's finished experiments, then draw mIoU and tail mIoU per method (mean, seeds, ± std)
     and the labelled vs pseudo-label class shares of the first round per method (the paper's Figure 1)."""
@@ -178,7 +191,7 @@ def curve(iterations: str = typer.Option("1000,2000,4000,8000",
           jobs: int = typer.Option(1, min=1, help=JOBS_HELP),
           out: Path = typer.Option(Path("outputs/round0_curve.csv"), help="The curve's CSV, to commit (a DVC "
                                    "plot: `dvc plots show outputs/round0_curve.csv`)."),
-          params: Path = typer.Option(Path("params.yaml"), help="Parameter file (for data.dataset)."),
+          params: Path = typer.Option(Path(WORKSPACE_PARAMS), help=PARAMS_HELP),
           ) -> None:
     """Round 0's val mIoU against its training budget: one DVC experiment per budget and seed (only prepare,
     train_r0 and evaluate_r0 run), each a whole poly schedule of that length, queued and run ``--jobs`` at a time
@@ -198,11 +211,13 @@ def curve(iterations: str = typer.Option("1000,2000,4000,8000",
         recipe_key,
     )
     from pipeline_lib.atomic import write_text
+    from pipeline_lib.check import check_params
     from pipeline_lib.comparison import experiment_names, read_runs
     from pipeline_lib.settings import BASELINE_ROUND, DataSettings
 
     budgets, seed_list = parse_iterations(iterations), parse_seeds(seeds)
     loaded = Params.load(params)
+    check_params(loaded)
     dataset, recipe = DataSettings.from_params(loaded).dataset, recipe_key(loaded)
     rows = read_curve(out)
     done = {(row["recipe"], row["iterations"], row["seed"]) for row in rows}
@@ -219,7 +234,8 @@ def curve(iterations: str = typer.Option("1000,2000,4000,8000",
         batch = points[start:start + jobs]
         queued = [(budget, seed, name) for budget, seed, name in batch if name not in existing]
         for budget, seed, name in queued:
-            _dvc("exp", "run", "--queue", "-n", name, *curve_overrides(budget, seed, dataset), "evaluate_r0")
+            _dvc("exp", "run", "--queue", "-n", name, *_overrides(loaded, curve_overrides(budget, seed, dataset)),
+                 "evaluate_r0")
         if queued:
             _dvc("exp", "run", "--run-all", "-j", str(len(queued)))
         for budget, seed, name in batch:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import sys
 
@@ -24,6 +25,7 @@ from pipeline_lib.ablation import (
     parse_iterations,
     read_curve,
     recipe_key,
+    settings_overrides,
 )
 from pipeline_lib.ablation_figure import plot_class_shares, plot_scores, score_series
 from pipeline_lib.ablation_record import ablation_table, merge_rows, read_record, record_json, record_row
@@ -230,6 +232,58 @@ def test_a_curve_recipe_is_what_round_0_reads_but_its_budget_and_seeds():
         other = Params.parse(text, "params.yaml")
         other.data[section][name] = value
         assert recipe_key(other) != recipe, name
+
+
+def _applied_by_dvc(tmp_path, overrides: list[str]) -> dict:
+    """params.yaml after DVC's own `-S` handling (what `dvc exp run -S` writes into an experiment)."""
+    import shutil
+
+    import yaml
+    from dvc.utils.hydra import apply_overrides
+
+    path = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", path)
+    assert overrides[::2] == ["-S"] * (len(overrides) // 2)
+    apply_overrides(path, overrides[1::2])
+    return yaml.safe_load(path.read_text())
+
+
+def test_a_settings_file_becomes_the_overrides_that_dvc_turns_params_yaml_into_it(tmp_path):
+    workspace = Params.load(REPO / "params.yaml")
+    settings = json.loads(json.dumps(workspace.data))
+    settings["train"]["iterations"] = 16000
+    settings["rounds"]["r1"]["base_lr"] = 0.01                      # a key params.yaml lacks
+    settings["rounds"]["r2"]["augmentation"] = "beta 1.5"           # a value for a section
+    settings["rounds"]["r3"] = {"teacher": "r2", "init": "teacher", "labeling_ratio": 0.5,
+                                "augmentation": {"pseudo": "scale 0.25-1.0, rotate 10 p0.5"}}  # a new section
+    settings["data"]["root"] = "it's: /data"                        # quotes, a colon
+    settings["train"]["loss"] = "123"                               # a number as text
+    settings["evaluate"]["tail_classes"] = ["wall", "train"]        # a list for a null
+    settings["synthetic"]["image_size"] = [64, 128]
+    del settings["distributed"]["sync_batchnorm"]                   # removed
+    settings["seed"] = 7                                            # skipped: the experiment sets it itself
+    overrides = settings_overrides(workspace, Params(settings, "bench.yaml"), skip=("seed",))
+    assert not any("seed" in arg for arg in overrides)
+    assert _applied_by_dvc(tmp_path, overrides) == {**settings, "seed": workspace.data["seed"]}
+    assert settings_overrides(workspace, workspace) == []
+
+
+def test_a_settings_file_without_a_key_params_yaml_sets_to_null_is_refused_by_name():
+    workspace = Params.load(REPO / "params.yaml")
+    settings = json.loads(json.dumps(workspace.data))
+    del settings["evaluate"]["tail_classes"]
+    with pytest.raises(UserError, match=r"bench.yaml: lacks 'evaluate.tail_classes', which \S*params.yaml sets to "
+                                        r"null"):
+        settings_overrides(workspace, Params(settings, "bench.yaml"))
+
+
+def test_the_benchmark_is_params_yaml_with_a_longer_round0_and_cool_rounds_only(tmp_path):
+    workspace = Params.load(REPO / "params.yaml")
+    benchmark = Params.load(REPO / "configs" / "benchmark_synthetic.yaml")
+    overrides = settings_overrides(workspace, benchmark)
+    assert overrides == ["-S", "train.iterations=16000", "-S", "+rounds.r1.base_lr=0.01",
+                         "-S", "+rounds.r2.base_lr=0.01"]
+    assert _applied_by_dvc(tmp_path, overrides) == benchmark.data
 
 
 def test_with_several_jobs_each_seed_runs_one_experiment_before_the_others_that_share_its_round_0():

@@ -20,6 +20,8 @@ ROUND_ITERATIONS=${ROUND_ITERATIONS:-300}
 SCRATCH=${SCRATCH:-/tmp/dars_gpu}
 STEPS=${STEPS:-40} WARMUP=${WARMUP:-10}  # training steps per throughput figure: timed, and before those
 PL_IMAGES=${PL_IMAGES:-200}  # Cityscapes-size images of the pseudo-labelling benchmark
+PARTS=${PARTS:-1 2 3 4 5}  # which of the numbered parts below to run
+part() { [[ " $PARTS " == *" $1 "* ]]; }
 mkdir -p "$OUT"
 exec > >(tee "$OUT/log.txt") 2>&1
 export PYTHONUNBUFFERED=1 DARS_DEVICE=$DEVICE DVC_NO_ANALYTICS=1
@@ -42,27 +44,34 @@ fi
 python3 -c "import torch, zarr, dvc, dvclive; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), \
 'zarr', zarr.__version__, 'dvc', dvc.__version__)" || exit 1
 
-stamp "1. CUDA test"
-python3 -m pytest -q -p no:cacheprovider tests/test_pseudo_label.py -k gpu
+if part 1; then
+stamp "1. CUDA tests"
+timeout 90 python3 -m pytest -q -p no:cacheprovider tests/test_pseudo_label.py tests/test_device.py -k gpu
+fi
 
+if part 2; then
 stamp "2. training throughput"
 for batch in 8 32; do
-  python3 -m bench.bench_models --device "$DEVICE" --archs lraspp_mobilenet_v3_large --batch "$batch" --crop 128 \
-    --warmup "$WARMUP" --steps "$STEPS"
+  timeout 90 python3 -m bench.bench_models --device "$DEVICE" --archs lraspp_mobilenet_v3_large --batch "$batch" \
+    --crop 128 --warmup "$WARMUP" --steps "$STEPS"
 done
 stamp "2b. four processes at once, batch 8 (each prints its own img/s)"
 pids=()  # waited for by name: a bare `wait` would also wait for the tee above, which never ends
 for i in 1 2 3 4; do
-  python3 -m bench.bench_models --device "$DEVICE" --archs lraspp_mobilenet_v3_large --batch 8 --crop 128 \
-    --warmup "$WARMUP" --steps "$((STEPS * 3 / 2))" >"/tmp/concurrent_$i.txt" 2>&1 &
+  timeout 120 python3 -m bench.bench_models --device "$DEVICE" --archs lraspp_mobilenet_v3_large --batch 8 \
+    --crop 128 --warmup "$WARMUP" --steps "$((STEPS * 3 / 2))" >"/tmp/concurrent_$i.txt" 2>&1 &
   pids+=($!)
 done
 wait "${pids[@]}"
 tail -qn1 /tmp/concurrent_*.txt
+fi
 
+if part 3; then
 stamp "3. a round's pseudo labels at Cityscapes scale, the confidence pass's softmax on the $DEVICE"
-python3 bench/bench_pseudo_label.py --scale cityscapes --images "$PL_IMAGES" --device "$DEVICE" --workers 8
+timeout 120 python3 bench/bench_pseudo_label.py --scale cityscapes --images "$PL_IMAGES" --device "$DEVICE" --workers 8
+fi
 
+if part 4; then
 stamp "4. the pipeline, two clones at once"
 rm -rf "$SCRATCH" && mkdir -p "$SCRATCH" || exit 1
 # The tree as it is (no .git on a machine that received a copy of it); the clones below get what git tracks.
@@ -73,7 +82,7 @@ pids=()
 for copy in a b; do
   rm -rf "$SCRATCH-$copy" && git clone -q "$SCRATCH" "$SCRATCH-$copy" || exit 1
   rm -rf "$SCRATCH-$copy"/outputs/r?  # the committed results, so that only this run's are compared below
-  (cd "$SCRATCH-$copy" && timed "$copy" timeout 300 python3 -m dvc exp run -S "train.iterations=$R0_ITERATIONS" \
+  (cd "$SCRATCH-$copy" && timed "$copy" timeout 240 python3 -m dvc exp run -S "train.iterations=$R0_ITERATIONS" \
      -S "rounds.r1.iterations=$ROUND_ITERATIONS" -S "rounds.r2.iterations=$ROUND_ITERATIONS" \
      >"$OUT/pipeline_$copy.txt" 2>&1) &
   pids+=($!)
@@ -86,13 +95,16 @@ for f in outputs/r{0,1,2}/{evaluation.json,model.pt} outputs/r{1,2}/pseudo_label
   elif cmp -s "$SCRATCH-a/$f" "$SCRATCH-b/$f"; then echo "identical: $f"; else echo "DIFFERENT: $f"; fi
 done
 for r in r0 r1 r2; do cp "$SCRATCH-a/outputs/$r/evaluation.json" "$OUT/${r}_evaluation.json" 2>/dev/null; done
+fi
 
+if part 5; then
 stamp "5. experiment queue, two workers"
 cd "$SCRATCH-a" || exit 1
 for it in 100 150; do
   python3 -m dvc exp run --queue -n "q$it" -S "train.iterations=$it" evaluate_r0 || exit 1
 done
-timed queue timeout 150 python3 -m dvc exp run --run-all -j 2
+timed queue timeout 100 python3 -m dvc exp run --run-all -j 2
 python3 -m dvc queue stop --kill >/dev/null 2>&1  # workers left by a timeout
 python3 -m dvc exp show --csv --no-fetch 2>/dev/null | cut -d, -f1-8 | head -6
+fi
 stamp done

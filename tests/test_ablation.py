@@ -10,6 +10,7 @@ import re
 import sys
 
 import pytest
+import yaml
 
 from pipeline_lib.ablation import (
     batches_sharing_round0,
@@ -32,7 +33,7 @@ from pipeline_lib.ablation_record import ablation_table, merge_rows, read_record
 from pipeline_lib.comparison import RunResults
 from pipeline_lib.errors import UserError
 from pipeline_lib.settings import Params
-from pipeline_project import REPO, dvc, make_project, run, set_param
+from pipeline_project import REPO, dvc, make_project, run
 
 
 def test_variants_parse_with_and_without_temperature_scaling():
@@ -316,13 +317,20 @@ def test_round0_curve_runs_one_experiment_per_budget_and_resumes_from_its_csv(tm
     again = run([*command[:-1], "4,3,2"], project).stdout
     assert again.count("kept") == 2 and again.count("$ dvc exp run --queue") == 1
     assert [r["iterations"] for r in read_curve(project / "outputs" / "round0_curve.csv")] == [2, 3, 4]
-    # Another round-0 recipe (here the learning rate) is measured beside the first, not taken for it.
-    set_param(project, "train.base_lr", 0.2)
-    other = run([*command[:-1], "2"], project).stdout
+    # Another round-0 recipe (here the learning rate, in a settings file) is measured beside the first, not taken
+    # for it, with that file's values; params.yaml stays as it is.
+    settings = yaml.safe_load(params_before)
+    settings["train"]["base_lr"] = 0.2
+    (project / "other.yaml").write_text(yaml.safe_dump(settings))
+    other = run([*command[:-1], "2", "--params", "other.yaml"], project).stdout
     assert "kept" not in other and other.count("$ dvc exp run --queue") == 1
     rows = read_curve(project / "outputs" / "round0_curve.csv")
     [new] = [r for r in rows if r["recipe"] != recipe]
-    assert (new["iterations"], len(rows)) == (2, 4) and new["recipe"] == recipe_key(Params.load(project / "params.yaml"))
+    assert (new["iterations"], len(rows)) == (2, 4) and new["recipe"] == recipe_key(Params.load(project / "other.yaml"))
+    shown = list(csv.DictReader(io.StringIO(dvc(project, "exp", "show", "--csv").stdout)))
+    [experiment] = [e for e in shown if e["Experiment"] == new["experiment"]]
+    assert float(experiment["train.base_lr"]) == 0.2
+    assert (project / "params.yaml").read_text() == params_before
 
 
 @pytest.mark.slow

@@ -50,7 +50,8 @@ def _make_cuda_deterministic() -> None:
 
     ``warn_only``: an operation without a deterministic CUDA kernel still runs, and says so once per process.
     The one the default model uses, cross-entropy's forward sum, changes only the logged loss's last digits:
-    its gradient does not depend on the summation order."""
+    its gradient does not depend on the summation order. PSPNet's pyramid pooling (adaptive_avg_pool2d's
+    backward) is another, which does change its weights: measured, they differed after 8 steps in fp32."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts, after this
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False

@@ -567,15 +567,15 @@ class DistributedSettings:
     def check_sync_batchnorm(self, processes: int | None = None, on_gpus: bool | None = None) -> None:
         """Refuse synchronised BatchNorm over several CPU processes (torch implements it for GPUs only).
 
-        ``processes`` (default: the setting's) and ``on_gpus`` (default: whether this machine has a GPU) let a
-        process already in a group check the group it is in."""
+        ``processes`` (default: the setting's) and ``on_gpus`` (default: whether the stages run on GPUs here,
+        DARS_DEVICE included) let a process already in a group check the group it is in."""
         processes = self.processes if processes is None else processes
         if not (self.sync_batchnorm and processes > 1):
             return
         if on_gpus is None:
-            import torch
+            from pipeline_lib.device import uses_gpu
 
-            on_gpus = torch.cuda.is_available()
+            on_gpus = uses_gpu()
         if not on_gpus:
             raise UserError("distributed.sync_batchnorm needs GPUs (torch synchronises BatchNorm on GPUs only); "
                             "set it to false for several CPU processes")

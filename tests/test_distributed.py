@@ -186,7 +186,9 @@ def test_settings_default_to_one_process_and_check_their_values():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without GPUs")
-def test_sync_batchnorm_over_cpu_processes_is_refused_before_launching():
+def test_sync_batchnorm_over_cpu_processes_is_refused_before_launching(monkeypatch):
+    # The stages' device decides, not the machine's: on a GPU machine DARS_DEVICE=cpu starts CPU processes.
+    monkeypatch.setenv("DARS_DEVICE", "cpu")
     DistributedSettings(1, True).check_sync_batchnorm()  # one process: nothing to synchronise
     with pytest.raises(UserError, match="distributed.sync_batchnorm needs GPUs"):
         DistributedSettings(2, True).check_sync_batchnorm()

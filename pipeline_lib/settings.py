@@ -564,18 +564,15 @@ class DistributedSettings:
         return cls(processes=params.get("distributed.processes", int, positive, default=1),
                    sync_batchnorm=params.get("distributed.sync_batchnorm", bool, default=False))
 
-    def check_sync_batchnorm(self, processes: int | None = None, on_gpus: bool | None = None) -> None:
+    def check_sync_batchnorm(self, on_gpus: bool, processes: int | None = None) -> None:
         """Refuse synchronised BatchNorm over several CPU processes (torch implements it for GPUs only).
 
-        ``processes`` (default: the setting's) and ``on_gpus`` (default: whether the stages run on GPUs here,
-        DARS_DEVICE included) let a process already in a group check the group it is in."""
+        ``on_gpus``: whether the processes run on GPUs (the stages' device, DARS_DEVICE included, not whether
+        the machine has one); ``processes`` (default: the setting's) lets a process already in a group check
+        the group it is in."""
         processes = self.processes if processes is None else processes
         if not (self.sync_batchnorm and processes > 1):
             return
-        if on_gpus is None:
-            from pipeline_lib.device import uses_gpu
-
-            on_gpus = uses_gpu()
         if not on_gpus:
             raise UserError("distributed.sync_batchnorm needs GPUs (torch synchronises BatchNorm on GPUs only); "
                             "set it to false for several CPU processes")

@@ -38,7 +38,9 @@ def train(
     schedule = None if round_name == BASELINE_ROUND else round_schedule(p)[round_name]
     distributed = DistributedSettings.from_params(p)
     settings.check_processes(distributed.processes)
-    distributed.check_sync_batchnorm()
+    from pipeline_lib.device import uses_gpu
+
+    distributed.check_sync_batchnorm(uses_gpu())
 
     from pipeline_lib.distributed import process_group, relaunch_under_torchrun
     from pipeline_lib.train.round import train_round
@@ -47,7 +49,7 @@ def train(
         return
     with process_group() as run:
         settings.check_processes(run.world_size)  # torchrun may have been started by hand with its own count
-        distributed.check_sync_batchnorm(run.world_size, run.device.type == "cuda")
+        distributed.check_sync_batchnorm(run.device.type == "cuda", run.world_size)
         saved = train_round(run, round_name, settings, model, schedule, distributed.sync_batchnorm, prepared,
                             outputs, resume_dir, report=typer.echo)
         if run.is_main:

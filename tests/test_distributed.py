@@ -4,6 +4,8 @@ temperature infer fits and the confidence stage divides by."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -186,16 +188,29 @@ def test_settings_default_to_one_process_and_check_their_values():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without GPUs")
-def test_sync_batchnorm_over_cpu_processes_is_refused_before_launching(monkeypatch):
-    # The stages' device decides, not the machine's: on a GPU machine DARS_DEVICE=cpu starts CPU processes.
-    monkeypatch.setenv("DARS_DEVICE", "cpu")
-    DistributedSettings(1, True).check_sync_batchnorm()  # one process: nothing to synchronise
+def test_sync_batchnorm_over_cpu_processes_is_refused_before_launching():
+    DistributedSettings(1, True).check_sync_batchnorm(on_gpus=False)  # one process: nothing to synchronise
+    DistributedSettings(2, True).check_sync_batchnorm(on_gpus=True)
     with pytest.raises(UserError, match="distributed.sync_batchnorm needs GPUs"):
-        DistributedSettings(2, True).check_sync_batchnorm()
+        DistributedSettings(2, True).check_sync_batchnorm(on_gpus=False)
     # A process already in a group checks the group it is in (torchrun started by hand with its own count).
-    DistributedSettings(1, True).check_sync_batchnorm(processes=2, on_gpus=True)
+    DistributedSettings(1, True).check_sync_batchnorm(on_gpus=True, processes=2)
     with pytest.raises(UserError, match="distributed.sync_batchnorm needs GPUs"):
-        DistributedSettings(1, True).check_sync_batchnorm(processes=2, on_gpus=False)
+        DistributedSettings(1, True).check_sync_batchnorm(on_gpus=False, processes=2)
+
+
+def test_sync_batchnorm_with_the_stages_told_to_use_the_cpu_is_one_error_line_from_train(tmp_path):
+    # The stages' device decides, not the machine's: on a GPU machine DARS_DEVICE=cpu starts CPU processes.
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["distributed"] = {"processes": 2, "sync_batchnorm": True}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = subprocess.run([sys.executable, "-m", "stages.cli", "train", "--round", "r0", "--params",
+                             str(tmp_path / "params.yaml"), "--prepared", str(tmp_path)],
+                            cwd=tmp_path, capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "DARS_DEVICE": "cpu"})
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: distributed.sync_batchnorm needs GPUs")
 
 
 def test_rank_seeds_keep_rank_zero_and_differ_between_ranks():
@@ -403,8 +418,6 @@ def test_two_srun_tasks_write_what_one_process_writes(project, torchrun_env, tmp
     import os
     import shutil
     import socket
-    import subprocess
-    import sys
 
     single, args = pseudo_labelled_round(project, "srun1")
     tasks = tmp_path / "outputs"

@@ -2,9 +2,9 @@
 
 Trains a model ``--steps`` steps twice from the same seed on the same batches (the step of bench_models: forward,
 cross-entropy on the upsampled logits, backward, SGD) and compares the weights bit for bit, in fp32 and in bf16
-autocast; with ``--deterministic`` under PyTorch's deterministic mode (cuDNN's deterministic algorithms, the
-cuBLAS workspace setting, ``torch.use_deterministic_algorithms(warn_only=True)``), listing the operations it warns
-have no deterministic implementation. One mode per process: the cuBLAS setting must precede CUDA's start.
+autocast; with ``--deterministic`` under the settings a stage makes on a GPU (pipeline_lib.device: cuDNN's
+deterministic algorithms, the cuBLAS workspace setting, PyTorch's deterministic mode), listing the operations it
+warns have no deterministic implementation. One mode per process: the cuBLAS setting must precede CUDA's start.
 
     python bench/gpu_determinism.py --device cuda
     python bench/gpu_determinism.py --device cuda --deterministic
@@ -13,7 +13,6 @@ have no deterministic implementation. One mode per process: the cuBLAS setting m
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -30,17 +29,14 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--deterministic", action="store_true")
     args = parser.parse_args()
-    if args.deterministic:
-        os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
     import torch
 
     from bench.bench_models import NUM_CLASSES, training_step
+    from pipeline_lib.device import _make_cuda_deterministic
     from pipeline_lib.models.build import build_model, parameter_groups
 
     if args.deterministic:
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        _make_cuda_deterministic()  # the stages' own settings, before CUDA starts
     device = torch.device(args.device)
     generator = torch.Generator().manual_seed(1)
     batches = [(torch.randn(args.batch, 3, args.crop, args.crop, generator=generator),

@@ -56,13 +56,13 @@ JOBS_HELP = "Experiments run at once (DVC queue workers). More than 1 pays on a 
             "leaves mostly idle; on a CPU they only share its cores."
 
 
-def _overrides(settings: Params, own: list[str]) -> list[str]:
+def _overrides(workspace: Params, settings: Params, own: list[str]) -> list[str]:
     """``-S`` arguments of one experiment: what turns the workspace's params.yaml into the settings file (none when
     it is params.yaml), then the experiment's ``own`` (a variant's, a seed's, a budget's), which set their keys."""
     from pipeline_lib.ablation import settings_overrides
 
     keys = tuple(arg.split("=", 1)[0].lstrip("+~") for arg in own[1::2])
-    return [*settings_overrides(Params.load(WORKSPACE_PARAMS), settings, skip=keys), *own]
+    return [*settings_overrides(workspace, settings, skip=keys), *own]
 
 
 def _unqueued(variants: str, seeds: str, params: Path) -> dict[int, list[tuple[str, list[str]]]]:
@@ -76,6 +76,7 @@ def _unqueued(variants: str, seeds: str, params: Path) -> dict[int, list[tuple[s
     loaded, grid, _ = _grid(params)
     dataset = DataSettings.from_params(loaded).dataset
     existing = set(experiment_names(COMMITS_SEARCHED))
+    workspace = Params.load(WORKSPACE_PARAMS)
     pending: dict[int, list[tuple[str, list[str]]]] = {}
     for seed in seed_list:
         for variant in variant_list:
@@ -83,7 +84,8 @@ def _unqueued(variants: str, seeds: str, params: Path) -> dict[int, list[tuple[s
             if name in existing:
                 typer.echo(f"{name}: exists, skipped (remove it with `dvc exp remove {name}` to rerun)")
             else:
-                pending.setdefault(seed, []).append((name, _overrides(loaded, variant.overrides(seed, dataset))))
+                overrides = _overrides(workspace, loaded, variant.overrides(seed, dataset))
+                pending.setdefault(seed, []).append((name, overrides))
     return pending
 
 
@@ -222,6 +224,7 @@ def curve(iterations: str = typer.Option("1000,2000,4000,8000",
     rows = read_curve(out)
     done = {(row["recipe"], row["iterations"], row["seed"]) for row in rows}
     existing = set(experiment_names(COMMITS_SEARCHED))
+    workspace = Params.load(WORKSPACE_PARAMS)
     points = []
     for seed in seed_list:
         for budget in budgets:
@@ -234,8 +237,8 @@ def curve(iterations: str = typer.Option("1000,2000,4000,8000",
         batch = points[start:start + jobs]
         queued = [(budget, seed, name) for budget, seed, name in batch if name not in existing]
         for budget, seed, name in queued:
-            _dvc("exp", "run", "--queue", "-n", name, *_overrides(loaded, curve_overrides(budget, seed, dataset)),
-                 "evaluate_r0")
+            overrides = _overrides(workspace, loaded, curve_overrides(budget, seed, dataset))
+            _dvc("exp", "run", "--queue", "-n", name, *overrides, "evaluate_r0")
         if queued:
             _dvc("exp", "run", "--run-all", "-j", str(len(queued)))
         for budget, seed, name in batch:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline_lib.ablation import CONTROL, Variant
-from pipeline_lib.comparison import RunResults, first_and_last, format_table
+from pipeline_lib.comparison import RunResults, first_and_last, format_table, mean_std_cell, paired_difference
 from pipeline_lib.errors import UserError
 from pipeline_lib.settings import BASELINE_ROUND
 
@@ -94,11 +94,85 @@ def recorded_seeds(rows: Sequence[dict]) -> list[int]:
     return sorted({row["seed"] for row in rows})
 
 
+def _round_title(round_name: str, rounds: Sequence[str]) -> str:
+    return "k = 1" if round_name == rounds[0] else "iterative"
+
+
+def scores_table(by_identity: dict[tuple[str, int], dict], baseline: list[dict], variants: Sequence[Variant],
+                 seeds: Sequence[int], rounds: Sequence[str]) -> str:
+    """One row per method: mIoU, tail and head mIoU after the first and the last round, then each of those
+    rounds' pseudo labels (share of pixels labelled, their accuracy, the KL divergence of their class
+    distribution from the labelled one), mean ± std over the seeds."""
+    shown = first_and_last(rounds)
+    header = ["method"]
+    for round_name in shown:
+        title = _round_title(round_name, rounds)
+        header += [f"{title} mIoU", f"{title} tail", f"{title} head"]
+    for round_name in shown:
+        header += [f"{round_name} labelled %", f"{round_name} accuracy %", f"{round_name} KL"]
+    lines = ["**scores and pseudo labels, val ×100**", "", "| " + " | ".join(header) + " |",
+             "|" + "---|" * len(header)]
+    scores = ("miou", "tail_miou", "head_miou")
+    pseudo_columns = len(shown) * 3
+    lines.append("| " + " | ".join(["supervised baseline (r0)",
+                                     *(mean_std_cell([b.get(key) for b in baseline]) for _ in shown for key in scores),
+                                     *["–"] * pseudo_columns]) + " |")
+    for variant in variants:
+        recorded = [by_identity[(variant.name, s)]["rounds"] for s in seeds if (variant.name, s) in by_identity]
+        cells = [mean_std_cell([(r.get(name) or {}).get(key) for r in recorded]) for name in shown for key in scores]
+        for name in shown:
+            pseudo = [(r.get(name) or {}).get("pseudo_labels") or {} for r in recorded]
+            cells += [mean_std_cell([p.get("fraction_labeled") for p in pseudo]),
+                      mean_std_cell([p.get("pseudo_label_accuracy") for p in pseudo]),
+                      mean_std_cell([p.get("kl_divergence") for p in pseudo], scale=1.0, digits=3)]
+        lines.append("| " + " | ".join([variant.label, *cells]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def comparisons(variants: Sequence[Variant]) -> list[tuple[Variant, Variant]]:
+    """The pairs the differences table shows: each rule against the labelled-only control (its pseudo labels'
+    gain), and DARS against each other rule."""
+    control = Variant(CONTROL, False)
+    dars = Variant("dars", False)
+    pairs = [(v, control) for v in variants if v != control and control in variants]
+    if dars in variants:
+        pairs += [(dars, v) for v in variants if v not in (dars, control)]
+    return pairs
+
+
+def differences_table(by_identity: dict[tuple[str, int], dict], variants: Sequence[Variant],
+                      seeds: Sequence[int], rounds: Sequence[str]) -> str:
+    """A − B per comparison (:func:`comparisons`) on mIoU and tail mIoU after the first and the last round: the
+    mean difference, each seed's, the seeds' spread, and whether it is resolved (see
+    :func:`pipeline_lib.comparison.paired_difference`)."""
+    shown = first_and_last(rounds)
+    header = ["A − B", *(f"{_round_title(r, rounds)} {score}" for r in shown for score in ("mIoU", "tail"))]
+    lines = ["**differences, val ×100**: mean (each seed's; spread: the larger ± of A and B) and verdict — "
+             "resolved when every seed agrees in sign and the mean exceeds the spread", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for a, b in comparisons(variants):
+        paired = [s for s in seeds if (a.name, s) in by_identity and (b.name, s) in by_identity]
+        if not paired:
+            continue
+        cells = []
+        for round_name in shown:
+            for key in ("miou", "tail_miou"):
+                difference = paired_difference(
+                    [100 * by_identity[(a.name, s)]["rounds"][round_name][key] for s in paired],
+                    [100 * by_identity[(b.name, s)]["rounds"][round_name][key] for s in paired])
+                spread = f"{difference.spread:.1f}" if len(paired) > 1 else "–"
+                cells.append(f"{difference.mean:+.1f} ({', '.join(f'{d:+.1f}' for d in difference.per_seed)}; "
+                             f"spread {spread}) {'**resolved**' if difference.resolved else 'unresolved'}")
+        lines.append("| " + " | ".join([f"{a.label} − {b.label}", *cells]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def ablation_table(rows: Sequence[dict], variants: Sequence[Variant], seeds: Sequence[int],
                    rounds: Sequence[str]) -> str:
-    """The Table-4 markdown of one grid's recorded rows: round ``rounds[0]`` (k = 1) and, with more rounds,
-    the last one (iterative training), each below the supervised baseline (round r0, one per seed: it does not
-    depend on the variant); the (variant, seed) pairs not recorded are listed."""
+    """The Table-4 markdown of one grid's recorded rows: the scores and pseudo labels per method, then
+    per class round ``rounds[0]`` (k = 1) and, with more rounds, the last one (iterative training), each below
+    the supervised baseline (round r0, one per seed: it does not depend on the variant), then the differences
+    between methods with their verdicts; the (variant, seed) pairs not recorded are listed."""
     by_identity = {(row["variant"], row["seed"]): row for row in rows}
     missing = [v.name + f" seed {s}" for v in variants for s in seeds if (v.name, s) not in by_identity]
     if len(missing) == len(variants) * len(seeds):
@@ -116,9 +190,11 @@ def ablation_table(rows: Sequence[dict], variants: Sequence[Variant], seeds: Seq
     if len(first_and_last(rounds)) > 1:
         sections.append((f"iterative training (round {rounds[-1]}), val mIoU ×100", rounds[-1]))
     text = f"Seeds {', '.join(map(str, seeds))}; a cell is the mean ± sample std over the recorded seeds.\n\n"
+    text += scores_table(by_identity, baseline, variants, seeds, rounds) + "\n"
     text += "\n".join(format_table(title, [("supervised baseline", baseline),
                                            *((v.label, evaluations(v, r)) for v in variants)], class_names)
                       for title, r in sections)
+    text += "\n" + differences_table(by_identity, variants, seeds, rounds)
     if missing:
         text += f"\nNot recorded: {', '.join(missing)}\n"
     return text

@@ -72,13 +72,37 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return mean, std
 
 
-def _cell(values: Sequence[float | None], scale: float = 100.0) -> str:
-    """Mean ± sample std of the values present (×``scale``, one decimal); "–" when none is."""
+def mean_std_cell(values: Sequence[float | None], scale: float = 100.0, digits: int = 1) -> str:
+    """Mean ± sample std of the values present (×``scale``, ``digits`` decimals); "–" when none is."""
     present = [v * scale for v in values if isinstance(v, (int, float))]
     if not present:
         return "–"
     mean, std = _mean_std(present)
-    return f"{mean:.1f}" if len(present) == 1 else f"{mean:.1f}±{std:.1f}"
+    return f"{mean:.{digits}f}" if len(present) == 1 else f"{mean:.{digits}f}±{std:.{digits}f}"
+
+
+@dataclass(frozen=True)
+class Difference:
+    """Method A − method B on the seeds both have: per seed, the mean, and whether it is resolved."""
+
+    per_seed: tuple[float, ...]
+    mean: float
+    spread: float  # the larger of A's and B's sample std over those seeds (0 with one seed)
+    resolved: bool
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float]) -> Difference:
+    """A − B, seed by seed (``a[i]`` and ``b[i]`` are one seed's scores). Resolved only when there are at least
+    two seeds, every seed's difference has the mean's sign, and the mean is larger than the seeds' spread: the
+    larger sample std of the two methods' scores — what a table cell's ± shows. A difference within it could be
+    the seed's, not the method's."""
+    if len(a) != len(b) or not a:
+        raise ValueError(f"paired_difference needs one score of each method per seed, got {len(a)} and {len(b)}")
+    per_seed = tuple(x - y for x, y in zip(a, b))
+    mean = sum(per_seed) / len(per_seed)
+    spread = max(_mean_std(list(a))[1], _mean_std(list(b))[1])
+    same_sign = all(d > 0 for d in per_seed) or all(d < 0 for d in per_seed)
+    return Difference(per_seed, mean, spread, len(per_seed) > 1 and same_sign and abs(mean) > spread)
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -107,9 +131,9 @@ def format_table(title: str, rows: list[tuple[str, list[dict | None]]], class_na
     for index, ((label, _), runs) in enumerate(zip(rows, present)):
         miou = _mean([m.get("miou") for m in runs])
         gain = f"{100 * (miou - reference):+.1f}" if index and miou is not None and reference is not None else "–"
-        cells = [_cell([(m.get("iou") or {}).get(name) for m in runs]) for name in class_names]
-        lines.append("| " + " | ".join([label, *cells, _cell([m.get("tail_miou") for m in runs]),
-                                         _cell([m.get("miou") for m in runs]), gain]) + " |")
+        cells = [mean_std_cell([(m.get("iou") or {}).get(name) for m in runs]) for name in class_names]
+        lines.append("| " + " | ".join([label, *cells, mean_std_cell([m.get("tail_miou") for m in runs]),
+                                         mean_std_cell([m.get("miou") for m in runs]), gain]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -127,10 +151,10 @@ def summary_table(runs: list[RunResults], rounds: Sequence[str]) -> str:
         cells = [run.name]
         for round_name in rounds:
             evaluation = run.evaluation.get(round_name) or {}
-            cells += [_cell([evaluation.get("miou")]), _cell([evaluation.get("tail_miou")])]
+            cells += [mean_std_cell([evaluation.get("miou")]), mean_std_cell([evaluation.get("tail_miou")])]
             if round_name in with_pseudo_labels:
                 pseudo = run.pseudo_labels.get(round_name) or {}
-                cells += [_cell([pseudo.get("fraction_labeled")]), _cell([pseudo.get("pseudo_label_accuracy")])]
+                cells += [mean_std_cell([pseudo.get("fraction_labeled")]), mean_std_cell([pseudo.get("pseudo_label_accuracy")])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

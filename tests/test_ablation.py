@@ -161,15 +161,48 @@ def test_table_takes_one_baseline_per_seed_and_lists_what_is_not_recorded():
     text = ablation_table(_grid_rows(), [Variant("st", False), Variant("dars", False)], [0, 1], ["r1", "r2"])
     lines = text.splitlines()
     assert lines[0] == "Seeds 0, 1; a cell is the mean ± sample std over the recorded seeds."
-    assert lines[2] == "**k = 1 (round r1), val mIoU ×100**"
+    start = lines.index("**k = 1 (round r1), val mIoU ×100**")
     # r0 once per seed (seed 0 from st, seed 1 from dars), not once per experiment.
-    assert lines[6] == "| supervised baseline | 80.0±0.0 | 6.0±1.4 | 22.0±2.8 | – |"
-    assert lines[7] == "| ST | 80.0 | 6.0 | 22.0 | +0.0 |"
-    assert lines[8] == "| DARS | 90.0±0.0 | 11.0±1.4 | 26.0±1.4 | +4.0 |"
+    assert lines[start + 4] == "| supervised baseline | 80.0±0.0 | 6.0±1.4 | 22.0±2.8 | – |"
+    assert lines[start + 5] == "| ST | 80.0 | 6.0 | 22.0 | +0.0 |"
+    assert lines[start + 6] == "| DARS | 90.0±0.0 | 11.0±1.4 | 26.0±1.4 | +4.0 |"
     assert "**iterative training (round r2), val mIoU ×100**" in lines
     assert lines[-1] == "Not recorded: st seed 1"
     with pytest.raises(UserError, match="no finished experiment of this grid is recorded"):
         ablation_table([], [Variant("st", False)], [0], ["r1"])
+
+
+def test_table_summarises_scores_and_pseudo_labels_per_method():
+    text = ablation_table(_grid_rows(), [Variant("st", False), Variant("dars", False)], [0, 1], ["r1", "r2"])
+    lines = text.splitlines()
+    start = lines.index("**scores and pseudo labels, val ×100**")
+    assert lines[start + 2].startswith("| method | k = 1 mIoU | k = 1 tail | k = 1 head | iterative mIoU |")
+    assert lines[start + 4] == "| supervised baseline (r0) | 22.0±2.8 | 6.0±1.4 | 42.0±2.8 | 22.0±2.8 | 6.0±1.4 " \
+                               "| 42.0±2.8 | – | – | – | – | – | – |"
+    # DARS, two seeds: r1 26.0±1.4 / 11.0±1.4 / 46.0±1.4; 20 % labelled at 95 % accuracy, KL 0.010, both rounds.
+    assert lines[start + 6] == "| DARS | 26.0±1.4 | 11.0±1.4 | 46.0±1.4 | 28.0±1.4 | 13.0±1.4 | 48.0±1.4 " \
+                               "| 20.0±0.0 | 95.0±0.0 | 0.010±0.000 | 20.0±0.0 | 95.0±0.0 | 0.010±0.000 |"
+
+
+def test_differences_pair_each_rule_with_the_control_and_dars_with_each_rule_on_shared_seeds():
+    rows = [*_grid_rows(),
+            _row(CONTROL, 0, (0.20, 0.05, 0.8), (0.21, 0.05, 0.8), (0.21, 0.05, 0.8)),
+            _row(CONTROL, 1, (0.24, 0.07, 0.8), (0.24, 0.07, 0.8), (0.27, 0.07, 0.8))]
+    variants = [Variant("st", False), Variant("dars", False), Variant(CONTROL, False)]
+    lines = ablation_table(rows, variants, [0, 1], ["r1", "r2"]).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("**differences"))
+    assert lines[start + 2] == "| A − B | k = 1 mIoU | k = 1 tail | iterative mIoU | iterative tail |"
+    # ST has seed 0 only: one paired seed, never resolved.
+    assert lines[start + 4] == "| ST − labelled only, same iterations | +1.0 (+1.0; spread –) unresolved " \
+                               "| +1.0 (+1.0; spread –) unresolved | +2.0 (+2.0; spread –) unresolved " \
+                               "| +1.0 (+1.0; spread –) unresolved |"
+    # DARS − control on seeds 0 and 1: r1 mIoU +4.0, +3.0, mean +3.5 beyond the spread (2.1, the control's std
+    # of 21 and 24): resolved; r2 mIoU +6.0, +2.0, mean +4.0 within the control's std of 21 and 27: unresolved.
+    assert lines[start + 5] == "| DARS − labelled only, same iterations | +3.5 (+4.0, +3.0; spread 2.1) **resolved** " \
+                               "| +5.0 (+5.0, +5.0; spread 1.4) **resolved** | +4.0 (+6.0, +2.0; spread 4.2) " \
+                               "unresolved | +7.0 (+7.0, +7.0; spread 1.4) **resolved** |"
+    assert lines[start + 6].startswith("| DARS − ST | +3.0 (+3.0; spread –) unresolved |")
+    assert len([line for line in lines[start + 4:] if line.startswith("| ")]) == 3
 
 
 def test_figures_show_each_seed_and_the_first_rounds_class_shares(tmp_path):

@@ -6,7 +6,17 @@ import json
 
 import pytest
 
-from pipeline_lib.comparison import RunResults, compare_runs, format_table, read_runs, summary_table
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline_lib.comparison import (
+    RunResults,
+    compare_runs,
+    format_table,
+    paired_difference,
+    read_runs,
+    summary_table,
+)
 from pipeline_lib.errors import UserError
 
 
@@ -70,3 +80,31 @@ def test_read_runs_refuses_an_unknown_revision(tmp_path):
     (tmp_path / ".dvc").mkdir()
     with pytest.raises(UserError, match="not a git revision or DVC experiment"):
         read_runs(["no-such-experiment"], ["r1"], tmp_path)
+
+
+def test_a_difference_is_resolved_only_beyond_the_seeds_spread_with_every_seed_agreeing():
+    # DARS 43, 44 vs control 41, 40.6: +2.0 and +3.4, mean +2.7 beyond the spread (0.7, DARS's std): resolved.
+    difference = paired_difference([43.0, 44.0], [41.0, 40.6])
+    assert difference.per_seed == pytest.approx((2.0, 3.4)) and difference.mean == pytest.approx(2.7)
+    assert difference.spread == pytest.approx(0.7071, abs=1e-4) and difference.resolved
+    # The same mean within a larger spread (seeds 40 and 46): unresolved.
+    assert not paired_difference([40.0, 46.0], [38.0, 42.6]).resolved
+    # Seeds that disagree in sign: unresolved whatever the mean.
+    assert not paired_difference([45.0, 41.0, 45.0], [41.0, 41.5, 41.0]).resolved
+    # One seed has no spread to compare with: never resolved.
+    assert not paired_difference([50.0], [40.0]).resolved
+    with pytest.raises(ValueError, match="one score of each method per seed"):
+        paired_difference([1.0, 2.0], [1.0])
+
+
+scores = st.lists(st.floats(0, 100, allow_nan=False), min_size=1, max_size=5)
+
+
+@given(st.data())
+def test_a_difference_turns_round_with_its_methods_and_ignores_a_shared_offset(data):
+    a = data.draw(scores)
+    b = data.draw(st.lists(st.floats(0, 100, allow_nan=False), min_size=len(a), max_size=len(a)))
+    forward, backward = paired_difference(a, b), paired_difference(b, a)
+    assert backward.mean == pytest.approx(-forward.mean, abs=1e-9)
+    assert backward.spread == forward.spread and backward.resolved == forward.resolved
+    assert forward.resolved <= (len(a) > 1 and abs(forward.mean) > forward.spread)

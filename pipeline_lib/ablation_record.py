@@ -140,10 +140,28 @@ def comparisons(variants: Sequence[Variant]) -> list[tuple[Variant, Variant]]:
     return pairs
 
 
+def _score(by_identity: dict[tuple[str, int], dict], variant: Variant, seed: int, round_name: str,
+           key: str) -> float | None:
+    """One recorded score ×100, or None where the row, its round or the key is missing."""
+    row = by_identity.get((variant.name, seed)) or {}
+    value = (row.get("rounds", {}).get(round_name) or {}).get(key)
+    return 100 * value if isinstance(value, (int, float)) else None
+
+
+def _difference_cell(a: Sequence[float], b: Sequence[float]) -> str:
+    if not a:
+        return "–"
+    difference = paired_difference(a, b)
+    spread = f"{difference.spread:.1f}" if len(a) > 1 else "–"
+    per_seed = ", ".join(f"{d:+.1f}" for d in difference.per_seed)
+    verdict = "**resolved**" if difference.resolved else "unresolved"
+    return f"{difference.mean:+.1f} ({per_seed}; spread {spread}) {verdict}"
+
+
 def differences_table(by_identity: dict[tuple[str, int], dict], variants: Sequence[Variant],
                       seeds: Sequence[int], rounds: Sequence[str]) -> str:
     """A − B per comparison (:func:`comparisons`) on mIoU and tail mIoU after the first and the last round: the
-    mean difference, each seed's, the seeds' spread, and whether it is resolved (see
+    mean difference over the seeds both have, each seed's, the seeds' spread, and whether it is resolved (see
     :func:`pipeline_lib.comparison.paired_difference`)."""
     shown = first_and_last(rounds)
     header = ["A − B", *(f"{_round_title(r, rounds)} {score}" for r in shown for score in ("mIoU", "tail"))]
@@ -151,18 +169,15 @@ def differences_table(by_identity: dict[tuple[str, int], dict], variants: Sequen
              "resolved when every seed agrees in sign and the mean exceeds the spread", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for a, b in comparisons(variants):
-        paired = [s for s in seeds if (a.name, s) in by_identity and (b.name, s) in by_identity]
-        if not paired:
+        if not any((a.name, s) in by_identity and (b.name, s) in by_identity for s in seeds):
             continue
         cells = []
         for round_name in shown:
             for key in ("miou", "tail_miou"):
-                difference = paired_difference(
-                    [100 * by_identity[(a.name, s)]["rounds"][round_name][key] for s in paired],
-                    [100 * by_identity[(b.name, s)]["rounds"][round_name][key] for s in paired])
-                spread = f"{difference.spread:.1f}" if len(paired) > 1 else "–"
-                cells.append(f"{difference.mean:+.1f} ({', '.join(f'{d:+.1f}' for d in difference.per_seed)}; "
-                             f"spread {spread}) {'**resolved**' if difference.resolved else 'unresolved'}")
+                pairs = [(_score(by_identity, a, s, round_name, key), _score(by_identity, b, s, round_name, key))
+                         for s in seeds]
+                present = [(x, y) for x, y in pairs if x is not None and y is not None]
+                cells.append(_difference_cell([x for x, _ in present], [y for _, y in present]))
         lines.append("| " + " | ".join([f"{a.label} − {b.label}", *cells]) + " |")
     return "\n".join(lines) + "\n"
 

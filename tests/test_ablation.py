@@ -203,6 +203,11 @@ def test_differences_pair_each_rule_with_the_control_and_dars_with_each_rule_on_
                                "unresolved | +7.0 (+7.0, +7.0; spread 1.4) **resolved** |"
     assert lines[start + 6].startswith("| DARS − ST | +3.0 (+3.0; spread –) unresolved |")
     assert len([line for line in lines[start + 4:] if line.startswith("| ")]) == 3
+    # A score a row lacks (the control's seed-1 tail after r2) leaves that seed out of that cell only.
+    del rows[-1]["rounds"]["r2"]["tail_miou"]
+    lines = ablation_table(rows, variants, [0, 1], ["r1", "r2"]).splitlines()
+    assert lines[start + 5].endswith("| +7.0 (+7.0; spread –) unresolved |")
+    assert "+3.5 (+4.0, +3.0; spread 2.1) **resolved**" in lines[start + 5]
 
 
 def test_figures_show_each_seed_and_the_first_rounds_class_shares(tmp_path):

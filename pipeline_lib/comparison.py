@@ -154,7 +154,8 @@ def summary_table(runs: list[RunResults], rounds: Sequence[str]) -> str:
             cells += [mean_std_cell([evaluation.get("miou")]), mean_std_cell([evaluation.get("tail_miou")])]
             if round_name in with_pseudo_labels:
                 pseudo = run.pseudo_labels.get(round_name) or {}
-                cells += [mean_std_cell([pseudo.get("fraction_labeled")]), mean_std_cell([pseudo.get("pseudo_label_accuracy")])]
+                cells += [mean_std_cell([pseudo.get("fraction_labeled")]),
+                          mean_std_cell([pseudo.get("pseudo_label_accuracy")])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

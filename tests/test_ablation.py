@@ -198,7 +198,8 @@ def test_differences_pair_each_rule_with_the_control_and_dars_with_each_rule_on_
                                "| +1.0 (+1.0; spread –) unresolved |"
     # DARS − control on seeds 0 and 1: r1 mIoU +4.0, +3.0, mean +3.5 beyond the spread (2.1, the control's std
     # of 21 and 24): resolved; r2 mIoU +6.0, +2.0, mean +4.0 within the control's std of 21 and 27: unresolved.
-    assert lines[start + 5] == "| DARS − labelled only, same iterations | +3.5 (+4.0, +3.0; spread 2.1) **resolved** " \
+    assert lines[start + 5] == "| DARS − labelled only, same iterations " \
+                               "| +3.5 (+4.0, +3.0; spread 2.1) **resolved** " \
                                "| +5.0 (+5.0, +5.0; spread 1.4) **resolved** | +4.0 (+6.0, +2.0; spread 4.2) " \
                                "unresolved | +7.0 (+7.0, +7.0; spread 1.4) **resolved** |"
     assert lines[start + 6].startswith("| DARS − ST | +3.0 (+3.0; spread –) unresolved |")

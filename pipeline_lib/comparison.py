@@ -32,11 +32,18 @@ class RunResults:
     pseudo_labels: dict[str, dict | None] = field(default_factory=dict)
 
 
-def experiment_names(commits: int = 1) -> list[str]:
-    """The names of the DVC experiments of the last ``commits`` commits (newest first)."""
+# `dvc exp show`'s State of an experiment with no results to read: queued, still running, or stopped by an
+# error (a finished one says Success, or nothing once DVC no longer tracks its task).
+UNFINISHED_STATES = ("Queued", "Running", "Failed")
+
+
+def experiment_names(commits: int = 1, finished: bool = False) -> list[str]:
+    """The names of the DVC experiments of the last ``commits`` commits (newest first); with ``finished``, only
+    those that ran to the end, whose results can be read (reading a queued one's would fail)."""
     import dvc.api
 
-    return [r["Experiment"] for r in dvc.api.exp_show(num=commits) if r.get("Experiment")]
+    return [r["Experiment"] for r in dvc.api.exp_show(num=commits)
+            if r.get("Experiment") and not (finished and r.get("State") in UNFINISHED_STATES)]
 
 
 def read_runs(names: Sequence[str], rounds: Sequence[str], repo_root: str | os.PathLike = ".",

@@ -11,7 +11,8 @@ from stages import run_standalone
 
 def compare(
     runs: list[str] = typer.Argument(None, help="Experiment names as `dvc exp show` prints them, git revisions, or "
-                                                "'workspace'. Default: the workspace and every experiment of HEAD."),
+                                                "'workspace'. Default: the workspace and every finished experiment "
+                                                "of HEAD."),
     params: Path = typer.Option(Path("params.yaml"), help="Parameter file (for the round schedule)."),
     outputs: Path = typer.Option(Path("outputs"), help="Root of the per-round output directories."),
     out: Path = typer.Option(None, help="Also write the tables (markdown) to this file."),
@@ -25,7 +26,7 @@ def compare(
     from pipeline_lib.atomic import write_text
     from pipeline_lib.comparison import WORKSPACE, class_names_of, compare_runs, experiment_names, read_runs
 
-    results = read_runs(runs or [WORKSPACE, *experiment_names()], rounds, outputs=outputs)
+    results = read_runs(runs or [WORKSPACE, *experiment_names(finished=True)], rounds, outputs=outputs)
     text = compare_runs(results, rounds, class_names_of(results))
     typer.echo(text)
     if out is not None:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from pipeline_lib.comparison import (
     RunResults,
     compare_runs,
+    experiment_names,
     format_table,
     paired_difference,
     read_runs,
@@ -74,6 +75,19 @@ def test_read_runs_from_the_workspace(tmp_path):
     (tmp_path / "outputs" / "r1" / "evaluation.json").write_text("{not json")
     with pytest.raises(UserError, match=r"outputs/r1/evaluation.json \(the workspace\): not valid JSON"):
         read_runs(["workspace"], ["r1"], tmp_path)
+
+
+def test_only_finished_experiments_are_read_by_default_queued_running_and_failed_ones_are_left_out(monkeypatch):
+    import dvc.api
+
+    rows = [{"Experiment": None, "rev": "workspace"}, {"Experiment": None, "rev": "main"},
+            {"Experiment": "running", "State": "Running"}, {"Experiment": "done", "State": "Success"},
+            {"Experiment": "queued", "State": "Queued"}, {"Experiment": "failed", "State": "Failed"},
+            {"Experiment": "pulled", "State": None}]  # finished, its task no longer tracked (another clone's)
+    monkeypatch.setattr(dvc.api, "exp_show", lambda num: rows)
+    assert experiment_names(finished=True) == ["done", "pulled"]
+    # what exists, whatever its state: the grid skips queueing those again
+    assert experiment_names() == ["running", "done", "queued", "failed", "pulled"]
 
 
 def test_read_runs_refuses_an_unknown_revision(tmp_path):

@@ -140,8 +140,8 @@ def _recorded_grid(variants: str, seeds: str, record: Path, params: Path) -> tup
         parsed = parse_experiment_name(name)
         if parsed is None or parsed[2] != grid or (grid, parsed[0].name, parsed[1]) in held:
             continue
-        [finished] = read_runs([name], [BASELINE_ROUND, *rounds])
-        row = record_row(parsed[0], parsed[1], grid, finished)
+        [results] = read_runs([name], [BASELINE_ROUND, *rounds])
+        row = record_row(parsed[0], parsed[1], grid, results)
         if row is not None:  # None: a round without its evaluation
             new_rows.append(row)
     rows, added = merge_rows(rows, new_rows)

@@ -77,7 +77,7 @@ def test_read_runs_from_the_workspace(tmp_path):
         read_runs(["workspace"], ["r1"], tmp_path)
 
 
-def test_only_finished_experiments_are_read_by_default_queued_running_and_failed_ones_are_left_out(monkeypatch):
+def test_experiment_names_finished_leaves_out_queued_running_and_failed_ones(monkeypatch):
     import dvc.api
 
     rows = [{"Experiment": None, "rev": "workspace"}, {"Experiment": None, "rev": "main"},

@@ -250,6 +250,30 @@ def curve_row(recipe: str, iterations: int, seed: int, experiment: str, evaluati
             "experiment": experiment}
 
 
+# #15's test of a converged round 0: doubling its budget gains less than half a point of val mIoU.
+PLATEAU_GAIN = 0.005
+
+
+def doubling_gains(rows: list[dict], recipe: str, seed: int) -> list[tuple[int, int, float]]:
+    """(budget, twice the budget, val mIoU gain) for each of the recipe's and seed's budgets whose double is
+    measured too, in budget order; the gain is a fraction, as the rows hold it."""
+    miou = {row["iterations"]: float(row["miou"]) for row in rows
+            if row["recipe"] == recipe and row["seed"] == seed}
+    return [(budget, 2 * budget, miou[2 * budget] - miou[budget]) for budget in sorted(miou) if 2 * budget in miou]
+
+
+def plateau_verdict(rows: list[dict], recipe: str, seed: int) -> str:
+    """One line on whether the recipe's round 0 (this seed) is on its plateau: its last measured doubling and
+    the gain it brought, against :data:`PLATEAU_GAIN`."""
+    gains = doubling_gains(rows, recipe, seed)
+    if not gains:
+        return f"recipe {recipe}, seed {seed}: no budget and its double measured yet: plateau unknown"
+    budget, doubled, gain = gains[-1]
+    verdict = "on its plateau" if gain < PLATEAU_GAIN else "not on its plateau"
+    return (f"recipe {recipe}, seed {seed}: {budget} → {doubled} iterations gains {100 * gain:+.2f} mIoU: "
+            f"{verdict} (a doubling gaining < {100 * PLATEAU_GAIN:.1f})")
+
+
 def curve_csv(rows: list[dict]) -> str:
     """The curve's CSV text, rows ordered by recipe, seed and iterations."""
     lines = [",".join(CURVE_COLUMNS)]

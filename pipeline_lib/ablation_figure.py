@@ -1,6 +1,6 @@
 """The ablation grid's figures, from its record: scores per method with their spread over seeds, and the
 labelled vs pseudo-label class shares per method (the paper's Figure 1, drawn by
-:func:`pipeline_lib.inspection.plots.plot_class_distributions`).
+:func:`pipeline_lib.inspection.plots.plot_class_distributions`); and the round-0 curve, from its CSV.
 
 The score panel shows each seed as a dot beside the bar of their mean, with the sample standard deviation as
 the error bar: with three seeds a bar alone would hide how few measurements it stands on.
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline_lib.ablation import Variant
+from pipeline_lib.ablation import PLATEAU_GAIN, Variant, doubling_gains
 from pipeline_lib.atomic import atomic_path
 from pipeline_lib.comparison import first_and_last
 from pipeline_lib.errors import UserError
@@ -95,3 +95,42 @@ def plot_class_shares(path: str | os.PathLike, rows: Sequence[dict], variants: S
     plot_class_distributions(path, class_names, mean_shares(list(by_seed.values()), "labeled"), pseudo,
                              title=f"class shares: labelled set vs pseudo labels of round {round_name}, "
                                    "mean over seeds")
+
+
+def plot_round0_curve(path: str | os.PathLike, rows: Sequence[dict]) -> None:
+    """Val mIoU (solid) and tail mIoU (dashed) of round 0 against its budget, one colour per recipe and seed,
+    on a log2 axis (each step a doubling), each doubling's mIoU gain written beside it (bold once it is below
+    the plateau's threshold); a PNG at ``path``, written atomically."""
+    from matplotlib.figure import Figure
+
+    if not rows:
+        raise UserError("the round-0 curve has no rows: nothing to plot")
+    figure = Figure(figsize=(7.5, 4.6), dpi=110, layout="constrained")
+    axes = figure.subplots()
+    curves = sorted({(row["recipe"], row["seed"]) for row in rows})
+    for (recipe, seed), colour in zip(curves, [f"C{i % 10}" for i in range(len(curves))]):
+        points = sorted((row for row in rows if (row["recipe"], row["seed"]) == (recipe, seed)),
+                        key=lambda row: row["iterations"])
+        budgets = [row["iterations"] for row in points]
+        miou = [100 * float(row["miou"]) for row in points]
+        axes.plot(budgets, miou, "o-", color=colour, label=f"mIoU, recipe {recipe}, seed {seed}")
+        tail = [(row["iterations"], 100 * float(row["tail_miou"])) for row in points if row["tail_miou"] != ""]
+        if tail:
+            axes.plot(*zip(*tail), "s--", color=colour, alpha=0.7, label=f"tail mIoU, recipe {recipe}, seed {seed}")
+        by_budget = dict(zip(budgets, miou))
+        for budget, doubled, gain in doubling_gains(list(rows), recipe, seed):
+            middle = ((budget * doubled) ** 0.5, (by_budget[budget] + by_budget[doubled]) / 2)
+            axes.annotate(f"{100 * gain:+.1f}", middle, textcoords="offset points", xytext=(0, 6), ha="center",
+                          fontsize=8, color=colour, fontweight="bold" if gain < PLATEAU_GAIN else "normal")
+    axes.set_xscale("log", base=2)
+    ticks = sorted({row["iterations"] for row in rows})
+    axes.set_xticks(ticks, [f"{budget:,}" for budget in ticks], fontsize=8)
+    axes.minorticks_off()
+    axes.set_xlabel("round-0 iterations (each point its own poly schedule)")
+    axes.set_ylabel("val IoU ×100")
+    axes.set_title(f"round 0 against its budget: numbers are each doubling's mIoU gain (plateau: < "
+                   f"{100 * PLATEAU_GAIN:.1f})", fontsize=10)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")

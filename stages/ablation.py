@@ -193,6 +193,8 @@ def curve(iterations: str = typer.Option("1000,2000,4000,8000",
           jobs: int = typer.Option(1, min=1, help=JOBS_HELP),
           out: Path = typer.Option(Path("outputs/round0_curve.csv"), help="The curve's CSV, to commit (a DVC "
                                    "plot: `dvc plots show outputs/round0_curve.csv`)."),
+          figure: Path = typer.Option(Path("outputs/round0_curve.png"), "--figure",
+                                      help="The curve drawn from the whole CSV (every recipe and seed in it)."),
           params: Path = typer.Option(Path(WORKSPACE_PARAMS), help=PARAMS_HELP),
           ) -> None:
     """Round 0's val mIoU against its training budget: one DVC experiment per budget and seed (only prepare,
@@ -200,7 +202,8 @@ def curve(iterations: str = typer.Option("1000,2000,4000,8000",
     (the workspace is left as it is). Rows already in the CSV are kept and not rerun, and the CSV is rewritten
     after each batch, so a curve longer than a working session resumes from the committed file. A row names its
     recipe (a hash of every parameter round 0 reads but its budget and seeds): change a round-0 parameter in
-    params.yaml and the curve of that recipe is measured beside the others, never mixed with them."""
+    params.yaml and the curve of that recipe is measured beside the others, never mixed with them. Then it draws
+    the CSV and says, per seed, whether this recipe's last measured doubling gained less than half a point."""
     from pipeline_lib.ablation import (
         COMMITS_SEARCHED,
         curve_csv,
@@ -209,9 +212,11 @@ def curve(iterations: str = typer.Option("1000,2000,4000,8000",
         curve_row,
         parse_iterations,
         parse_seeds,
+        plateau_verdict,
         read_curve,
         recipe_key,
     )
+    from pipeline_lib.ablation_figure import plot_round0_curve
     from pipeline_lib.atomic import write_text
     from pipeline_lib.check import check_params
     from pipeline_lib.comparison import experiment_names, read_runs
@@ -247,6 +252,10 @@ def curve(iterations: str = typer.Option("1000,2000,4000,8000",
             write_text(out, curve_csv(rows))
             typer.echo(f"recipe {recipe}, {budget} iterations, seed {seed}: mIoU "
                        f"{100 * float(rows[-1]['miou']):.1f} → {out}")
+    plot_round0_curve(figure, rows)
+    typer.echo(f"wrote {figure}")
+    for seed in seed_list:
+        typer.echo(plateau_verdict(rows, recipe, seed))
 
 
 for _name, _command in (("queue", queue), ("run", run), ("table", table), ("figure", figure), ("curve", curve)):

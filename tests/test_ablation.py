@@ -21,14 +21,16 @@ from pipeline_lib.ablation import (
     curve_experiment_name,
     curve_overrides,
     curve_row,
+    doubling_gains,
     grid_key,
     parse_experiment_name,
     parse_iterations,
+    plateau_verdict,
     read_curve,
     recipe_key,
     settings_overrides,
 )
-from pipeline_lib.ablation_figure import plot_class_shares, plot_scores, score_series
+from pipeline_lib.ablation_figure import plot_class_shares, plot_round0_curve, plot_scores, score_series
 from pipeline_lib.ablation_record import ablation_table, merge_rows, read_record, record_json, record_row
 from pipeline_lib.comparison import RunResults
 from pipeline_lib.errors import UserError
@@ -259,6 +261,35 @@ def test_curve_budgets_and_files_are_checked_and_rows_kept_in_order(tmp_path):
     assert curve_experiment_name(500, 2, "0a1b2c3d") == "r0-it500-s2-0a1b2c3d"
 
 
+def test_the_plateau_is_judged_on_the_last_measured_doubling_of_one_recipe_and_seed(tmp_path):
+    def row(recipe, iterations, seed, miou, tail="0.100000"):
+        return {"recipe": recipe, "iterations": iterations, "seed": seed, "miou": miou, "tail_miou": tail,
+                "head_miou": "0.5", "experiment": f"r0-it{iterations}-s{seed}-{recipe}"}
+
+    rows = [row("a", 1000, 0, "0.300000"), row("a", 2000, 0, "0.340000"), row("a", 3000, 0, "0.350000"),
+            row("a", 4000, 0, "0.360000"), row("a", 8000, 0, "0.364000", tail=""),
+            row("a", 16000, 1, "0.500000"),  # another seed: not part of seed 0's curve
+            row("b", 16000, 0, "0.900000")]  # another recipe: never mixed in
+    gains = doubling_gains(rows, "a", 0)
+    # 3000 has no double measured; each gain is between a budget and exactly twice it.
+    assert [(budget, doubled) for budget, doubled, _ in gains] == [(1000, 2000), (2000, 4000), (4000, 8000)]
+    assert [round(gain, 6) for _, _, gain in gains] == [0.04, 0.02, 0.004]
+    assert plateau_verdict(rows, "a", 0) == ("recipe a, seed 0: 4000 → 8000 iterations gains +0.40 mIoU: on its "
+                                             "plateau (a doubling gaining < 0.5)")
+    rows.append(row("a", 16000, 0, "0.370000"))  # the next doubling gains 0.6: the verdict follows the last one
+    assert "8000 → 16000 iterations gains +0.60 mIoU: not on its plateau" in plateau_verdict(rows, "a", 0)
+    assert plateau_verdict(rows, "a", 1) == ("recipe a, seed 1: no budget and its double measured yet: "
+                                             "plateau unknown")
+    plot_round0_curve(tmp_path / "curve.png", rows)  # a point without tail mIoU is drawn without its tail point
+    first = (tmp_path / "curve.png").read_bytes()
+    assert first[:8] == b"\x89PNG\r\n\x1a\n"
+    plot_round0_curve(tmp_path / "curve.png", rows)
+    assert (tmp_path / "curve.png").read_bytes() == first
+    with pytest.raises(UserError, match="the round-0 curve has no rows"):
+        plot_round0_curve(tmp_path / "none.png", [])
+    assert not (tmp_path / "none.png").exists()
+
+
 def test_a_curve_recipe_is_what_round_0_reads_but_its_budget_and_seeds():
     text = (REPO / "params.yaml").read_text()
     recipe = recipe_key(Params.parse(text, "params.yaml"))
@@ -352,9 +383,13 @@ def test_round0_curve_runs_one_experiment_per_budget_and_resumes_from_its_csv(tm
         # (only round 0's metrics file exists in these experiments, so DVC names its columns without the path)
         assert abs(float(experiment["miou"]) - float(row["miou"])) < 1e-6
     assert (project / "params.yaml").read_text() == params_before  # the workspace is left as it was
+    assert (project / "outputs" / "round0_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert first.splitlines()[-1] == (f"recipe {recipe}, seed 0: no budget and its double measured yet: "
+                                      "plateau unknown")
     # Run again with one more budget: the finished ones are kept, only the new one runs.
     again = run([*command[:-1], "4,3,2"], project).stdout
     assert again.count("kept") == 2 and again.count("$ dvc exp run --queue") == 1
+    assert f"recipe {recipe}, seed 0: 2 → 4 iterations gains" in again.splitlines()[-1]
     assert [r["iterations"] for r in read_curve(project / "outputs" / "round0_curve.csv")] == [2, 3, 4]
     # Another round-0 recipe (here the learning rate, in a settings file) is measured beside the first, not taken
     # for it, with that file's values; params.yaml stays as it is.

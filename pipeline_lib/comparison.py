@@ -4,8 +4,9 @@
 A run is named as `dvc exp show` names it: an experiment name, or any git revision (branch, tag, sha,
 ``HEAD~1``), or ``workspace`` for the working tree. Each round's whole evaluation (``evaluation.json``) and
 pseudo-label statistics (``pseudo_label_stats.json``: the summary DVC shows as metrics, and per class the
-labelled and pseudo-label shares) are read from the run: both are ``cache: false`` outputs, so an
-experiment's come from its git commit and nothing has to be checked out or pulled.
+labelled and pseudo-label shares) are read from the run through ``DVCFileSystem`` (see
+:mod:`pipeline_lib.inspection.artifacts`): both are cached DVC outputs (an uncached one would keep its stage
+out of DVC's run cache), so an experiment's come from the local DVC cache and nothing has to be checked out.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -254,7 +255,7 @@ def curve_row(recipe: str, iterations: int, seed: int, experiment: str, evaluati
 PLATEAU_GAIN = 0.005
 
 
-def doubling_gains(rows: list[dict], recipe: str, seed: int) -> list[tuple[int, int, float]]:
+def doubling_gains(rows: Sequence[dict], recipe: str, seed: int) -> list[tuple[int, int, float]]:
     """(budget, twice the budget, val mIoU gain) for each of the recipe's and seed's budgets whose double is
     measured too, in budget order; the gain is a fraction, as the rows hold it."""
     miou = {row["iterations"]: float(row["miou"]) for row in rows
@@ -262,7 +263,7 @@ def doubling_gains(rows: list[dict], recipe: str, seed: int) -> list[tuple[int, 
     return [(budget, 2 * budget, miou[2 * budget] - miou[budget]) for budget in sorted(miou) if 2 * budget in miou]
 
 
-def plateau_verdict(rows: list[dict], recipe: str, seed: int) -> str:
+def plateau_verdict(rows: Sequence[dict], recipe: str, seed: int) -> str:
     """One line on whether the recipe's round 0 (this seed) is on its plateau: its last measured doubling and
     the gain it brought, against :data:`PLATEAU_GAIN`."""
     gains = doubling_gains(rows, recipe, seed)

@@ -108,7 +108,8 @@ def plot_round0_curve(path: str | os.PathLike, rows: Sequence[dict]) -> None:
     figure = Figure(figsize=(7.5, 4.6), dpi=110, layout="constrained")
     axes = figure.subplots()
     curves = sorted({(row["recipe"], row["seed"]) for row in rows})
-    for (recipe, seed), colour in zip(curves, [f"C{i % 10}" for i in range(len(curves))]):
+    for index, (recipe, seed) in enumerate(curves):
+        colour = f"C{index % 10}"
         points = sorted((row for row in rows if (row["recipe"], row["seed"]) == (recipe, seed)),
                         key=lambda row: row["iterations"])
         budgets = [row["iterations"] for row in points]
@@ -118,7 +119,7 @@ def plot_round0_curve(path: str | os.PathLike, rows: Sequence[dict]) -> None:
         if tail:
             axes.plot(*zip(*tail), "s--", color=colour, alpha=0.7, label=f"tail mIoU, recipe {recipe}, seed {seed}")
         by_budget = dict(zip(budgets, miou))
-        for budget, doubled, gain in doubling_gains(list(rows), recipe, seed):
+        for budget, doubled, gain in doubling_gains(rows, recipe, seed):
             middle = ((budget * doubled) ** 0.5, (by_budget[budget] + by_budget[doubled]) / 2)
             axes.annotate(f"{100 * gain:+.1f}", middle, textcoords="offset points", xytext=(0, 6), ha="center",
                           fontsize=8, color=colour, fontweight="bold" if gain < PLATEAU_GAIN else "normal")

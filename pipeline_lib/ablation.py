@@ -85,10 +85,9 @@ VARIANT_AND_SEED_KEYS = ("pseudo_label.method", "pseudo_label.temperature_scalin
 KEY_LENGTH = 8
 
 
-def _hash_without(params: Params, keys: tuple[str, ...]) -> str:
-    """A short hash of ``params`` without the dotted ``keys`` (whole sections or single keys); comments and
-    key order do not change it."""
-    data = json.loads(json.dumps(params.data))  # a copy
+def _without(params: Params, keys: tuple[str, ...]) -> dict:
+    """A copy of ``params`` without the dotted ``keys`` (whole sections or single keys)."""
+    data = json.loads(json.dumps(params.data))
     for key in keys:
         *parents, last = key.split(".")
         node = data
@@ -96,7 +95,12 @@ def _hash_without(params: Params, keys: tuple[str, ...]) -> str:
             node = node.get(part) if isinstance(node, dict) else None
         if isinstance(node, dict):
             node.pop(last, None)
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return data
+
+
+def _hash_without(params: Params, keys: tuple[str, ...]) -> str:
+    """A short hash of ``params`` without the dotted ``keys``; comments and key order do not change it."""
+    text = json.dumps(_without(params, keys), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:KEY_LENGTH]
 
 
@@ -203,6 +207,62 @@ NOT_ROUND0_KEYS = ("rounds", "pseudo_label", "self_training", "train.iterations"
 def recipe_key(params: Params) -> str:
     """A short hash of what round 0 is trained and evaluated with, but its budget and seeds."""
     return _hash_without(params, NOT_ROUND0_KEYS)
+
+
+def recipe_settings(params: Params) -> dict[str, object]:
+    """What :func:`recipe_key` hashes, as dotted keys and their values (a list or mapping is one value)."""
+    def flatten(node: dict, prefix: str) -> dict[str, object]:
+        flat: dict[str, object] = {}
+        for name, value in node.items():
+            if isinstance(value, dict) and value:
+                flat.update(flatten(value, f"{prefix}{name}."))
+            else:
+                flat[f"{prefix}{name}"] = value
+        return flat
+
+    return flatten(_without(params, NOT_ROUND0_KEYS), "")
+
+
+def recipe_labels(settings_by_recipe: dict[str, dict]) -> dict[str, str]:
+    """Each recipe's name for a reader: the keys on which the recipes differ, with its values
+    ("train.base_lr=0.2"), and its hash; just the hash where nothing tells it apart."""
+    keys = sorted({key for settings in settings_by_recipe.values() for key in settings})
+    differing = [key for key in keys
+                 if len({json.dumps(settings.get(key), sort_keys=True) for settings in settings_by_recipe.values()}) > 1]
+    labels = {}
+    for recipe, settings in settings_by_recipe.items():
+        values = ", ".join(f"{key}={_shown(settings.get(key))}" for key in differing)
+        labels[recipe] = f"{values} ({recipe})" if values else recipe
+    return labels
+
+
+def _shown(value: object) -> str:
+    return "(unset)" if value is None else json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+def curve_recipes_path(curve: str | os.PathLike) -> Path:
+    """Where the curve's recipes are written beside its CSV: ``round0_curve.csv`` → ``round0_curve.recipes.json``."""
+    curve = Path(curve)
+    return curve.with_name(f"{curve.stem}.recipes.json")
+
+
+def read_curve_recipes(path: str | os.PathLike) -> dict[str, dict]:
+    """The recipes file (hash → :func:`recipe_settings`), none if it does not exist; UserError naming the file
+    if it is not one."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        recipes = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(recipes, dict) or not all(isinstance(v, dict) for v in recipes.values()):
+        raise UserError(f"{path}: expected a mapping of recipe hash to its settings")
+    return recipes
+
+
+def curve_recipes_json(recipes: dict[str, dict]) -> str:
+    return json.dumps(dict(sorted(recipes.items())), indent=1, sort_keys=True) + "\n"
 
 
 def curve_experiment_name(iterations: int, seed: int, recipe: str) -> str:

@@ -97,32 +97,42 @@ def plot_class_shares(path: str | os.PathLike, rows: Sequence[dict], variants: S
                                    "mean over seeds")
 
 
-def plot_round0_curve(path: str | os.PathLike, rows: Sequence[dict]) -> None:
+def plot_round0_curve(path: str | os.PathLike, rows: Sequence[dict], labels: dict[str, str] | None = None) -> None:
     """Val mIoU (solid) and tail mIoU (dashed) of round 0 against its budget, one colour per recipe and seed,
     on a log2 axis (each step a doubling), each doubling's mIoU gain written beside it (bold once it is below
-    the plateau's threshold); a PNG at ``path``, written atomically."""
+    the plateau's threshold); a recipe is named by ``labels`` (:func:`pipeline_lib.ablation.recipe_labels`),
+    else by its hash, in a legend under the axes, where it hides no point. A PNG at ``path``, written
+    atomically."""
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     if not rows:
         raise UserError("the round-0 curve has no rows: nothing to plot")
-    figure = Figure(figsize=(7.5, 4.6), dpi=110, layout="constrained")
-    axes = figure.subplots()
+    labels = labels or {}
     curves = sorted({(row["recipe"], row["seed"]) for row in rows})
+    # The legend goes under the axes, one entry a line (recipe names are long): the figure grows with them.
+    figure = Figure(figsize=(8, 4.4 + 0.18 * (len(curves) + 2)), dpi=110, layout="constrained")
+    axes = figure.subplots()
+    handles = []
     for index, (recipe, seed) in enumerate(curves):
         colour = f"C{index % 10}"
         points = sorted((row for row in rows if (row["recipe"], row["seed"]) == (recipe, seed)),
                         key=lambda row: row["iterations"])
         budgets = [row["iterations"] for row in points]
         miou = [100 * float(row["miou"]) for row in points]
-        axes.plot(budgets, miou, "o-", color=colour, label=f"mIoU, recipe {recipe}, seed {seed}")
+        [line] = axes.plot(budgets, miou, "o-", color=colour, label=f"{labels.get(recipe, recipe)}, seed {seed}")
+        handles.append(line)
         tail = [(row["iterations"], 100 * float(row["tail_miou"])) for row in points if row["tail_miou"] != ""]
         if tail:
-            axes.plot(*zip(*tail), "s--", color=colour, alpha=0.7, label=f"tail mIoU, recipe {recipe}, seed {seed}")
+            axes.plot(*zip(*tail), "s--", color=colour, alpha=0.7)
         by_budget = dict(zip(budgets, miou))
         for budget, doubled, gain in doubling_gains(rows, recipe, seed):
             middle = ((budget * doubled) ** 0.5, (by_budget[budget] + by_budget[doubled]) / 2)
             axes.annotate(f"{100 * gain:+.1f}", middle, textcoords="offset points", xytext=(0, 6), ha="center",
                           fontsize=8, color=colour, fontweight="bold" if gain < PLATEAU_GAIN else "normal")
+    # The two scores by line style, once, instead of twice per curve.
+    handles += [Line2D([], [], color="grey", marker="o", label="mIoU (solid)"),
+                Line2D([], [], color="grey", marker="s", linestyle="--", alpha=0.7, label="tail mIoU (dashed)")]
     axes.set_xscale("log", base=2)
     ticks = sorted({row["iterations"] for row in rows})
     axes.set_xticks(ticks, [f"{budget:,}" for budget in ticks], fontsize=8)
@@ -132,6 +142,6 @@ def plot_round0_curve(path: str | os.PathLike, rows: Sequence[dict]) -> None:
     axes.set_title(f"round 0 against its budget: numbers are each doubling's mIoU gain (plateau: < "
                    f"{100 * PLATEAU_GAIN:.1f})", fontsize=10)
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
+    figure.legend(handles=handles, loc="outside lower center", fontsize=8)
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png")

@@ -202,19 +202,25 @@ def curve(iterations: str = typer.Option("1000,2000,4000,8000",
     (the workspace is left as it is). Rows already in the CSV are kept and not rerun, and the CSV is rewritten
     after each batch, so a curve longer than a working session resumes from the committed file. A row names its
     recipe (a hash of every parameter round 0 reads but its budget and seeds): change a round-0 parameter in
-    params.yaml and the curve of that recipe is measured beside the others, never mixed with them. Then it draws
-    the CSV and says, per seed, whether this recipe's last measured doubling gained less than half a point."""
+    params.yaml and the curve of that recipe is measured beside the others, never mixed with them; what each
+    recipe sets is kept beside the CSV (``<name>.recipes.json``), and the figure names a recipe by the keys
+    that set it apart from the others drawn ("train.base_lr=0.2"). Then it draws the CSV and says, per seed, whether this recipe's last measured doubling gained less than half a point."""
     from pipeline_lib.ablation import (
         COMMITS_SEARCHED,
         curve_csv,
         curve_experiment_name,
         curve_overrides,
+        curve_recipes_json,
+        curve_recipes_path,
         curve_row,
         parse_iterations,
         parse_seeds,
         plateau_verdict,
         read_curve,
+        read_curve_recipes,
         recipe_key,
+        recipe_labels,
+        recipe_settings,
     )
     from pipeline_lib.ablation_figure import plot_round0_curve
     from pipeline_lib.atomic import write_text
@@ -227,6 +233,12 @@ def curve(iterations: str = typer.Option("1000,2000,4000,8000",
     check_params(loaded)
     dataset, recipe = DataSettings.from_params(loaded).dataset, recipe_key(loaded)
     rows = read_curve(out)
+    # What each recipe is, beside the CSV, so that the figure can name a recipe by what sets it apart.
+    recipes_path = curve_recipes_path(out)
+    recipes = read_curve_recipes(recipes_path)
+    if recipes.get(recipe) != recipe_settings(loaded):
+        recipes[recipe] = recipe_settings(loaded)
+        write_text(recipes_path, curve_recipes_json(recipes))
     done = {(row["recipe"], row["iterations"], row["seed"]) for row in rows}
     existing = set(experiment_names(COMMITS_SEARCHED))
     workspace = Params.load(WORKSPACE_PARAMS)
@@ -252,7 +264,8 @@ def curve(iterations: str = typer.Option("1000,2000,4000,8000",
             write_text(out, curve_csv(rows))
             typer.echo(f"recipe {recipe}, {budget} iterations, seed {seed}: mIoU "
                        f"{100 * float(rows[-1]['miou']):.1f} → {out}")
-    plot_round0_curve(figure, rows)
+    drawn = {row["recipe"] for row in rows}
+    plot_round0_curve(figure, rows, recipe_labels({key: recipes[key] for key in drawn if key in recipes}))
     typer.echo(f"wrote {figure}")
     for seed in seed_list:
         typer.echo(plateau_verdict(rows, recipe, seed))

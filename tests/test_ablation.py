@@ -20,6 +20,8 @@ from pipeline_lib.ablation import (
     curve_csv,
     curve_experiment_name,
     curve_overrides,
+    curve_recipes_json,
+    curve_recipes_path,
     curve_row,
     doubling_gains,
     grid_key,
@@ -27,7 +29,10 @@ from pipeline_lib.ablation import (
     parse_iterations,
     plateau_verdict,
     read_curve,
+    read_curve_recipes,
     recipe_key,
+    recipe_labels,
+    recipe_settings,
     settings_overrides,
 )
 from pipeline_lib.ablation_figure import plot_class_shares, plot_round0_curve, plot_scores, score_series
@@ -285,9 +290,49 @@ def test_the_plateau_is_judged_on_the_last_measured_doubling_of_one_recipe_and_s
     assert first[:8] == b"\x89PNG\r\n\x1a\n"
     plot_round0_curve(tmp_path / "curve.png", rows)
     assert (tmp_path / "curve.png").read_bytes() == first
+    # Named recipes are drawn under their names (here a longer legend: another picture).
+    plot_round0_curve(tmp_path / "named.png", rows, {"a": "train.base_lr=0.1 (a)", "b": "train.base_lr=0.2 (b)"})
+    assert (tmp_path / "named.png").read_bytes() != first
     with pytest.raises(UserError, match="the round-0 curve has no rows"):
         plot_round0_curve(tmp_path / "none.png", [])
     assert not (tmp_path / "none.png").exists()
+
+
+def test_a_curve_recipe_is_named_by_the_keys_that_set_it_apart(tmp_path):
+    text = (REPO / "params.yaml").read_text()
+    base = Params.parse(text, "params.yaml")
+    settings = recipe_settings(base)
+    # Dotted keys of what round 0 reads, without its budget, seeds or the rounds after it.
+    assert settings["train.base_lr"] == base.data["train"]["base_lr"]
+    assert settings["model.arch"] == base.data["model"]["arch"]
+    assert settings["synthetic.image_size"] == base.data["synthetic"]["image_size"]
+    assert not any(key.startswith(("rounds", "pseudo_label", "self_training")) for key in settings)
+    assert "train.iterations" not in settings and "seed" not in settings and "synthetic.seed" not in settings
+    faster, weaker = Params.parse(text, "params.yaml"), Params.parse(text, "params.yaml")
+    faster.data["train"]["base_lr"] = 0.2
+    weaker.data["train"]["augmentation"] = "beta 0.5"
+    del weaker.data["inference"]["flip"]
+    recipes = {recipe_key(p): recipe_settings(p) for p in (base, faster, weaker)}
+    lr, augmentation = base.data["train"]["base_lr"], base.data["train"]["augmentation"]
+    assert recipe_labels(recipes) == {
+        recipe_key(base): f"inference.flip=False, train.augmentation={augmentation}, train.base_lr={lr} "
+                          f"({recipe_key(base)})",
+        recipe_key(faster): f"inference.flip=False, train.augmentation={augmentation}, train.base_lr=0.2 "
+                            f"({recipe_key(faster)})",
+        recipe_key(weaker): f"inference.flip=(unset), train.augmentation=beta 0.5, train.base_lr={lr} "
+                            f"({recipe_key(weaker)})"}
+    # Alone, a recipe has nothing to tell it apart: its hash.
+    assert recipe_labels({recipe_key(base): settings}) == {recipe_key(base): recipe_key(base)}
+    # The recipes file lies beside the CSV and reads back; anything else is refused by name.
+    path = curve_recipes_path(tmp_path / "round0_curve.csv")
+    assert path == tmp_path / "round0_curve.recipes.json"
+    assert read_curve_recipes(path) == {}
+    path.write_text(curve_recipes_json(recipes))
+    assert read_curve_recipes(path) == recipes
+    for bad in ("{not json", "[1, 2]", '{"a": 3}'):
+        path.write_text(bad)
+        with pytest.raises(UserError, match=r"round0_curve\.recipes\.json: "):
+            read_curve_recipes(path)
 
 
 def test_a_curve_recipe_is_what_round_0_reads_but_its_budget_and_seeds():
@@ -405,6 +450,11 @@ def test_round0_curve_runs_one_experiment_per_budget_and_resumes_from_its_csv(tm
     [experiment] = [e for e in shown if e["Experiment"] == new["experiment"]]
     assert float(experiment["train.base_lr"]) == 0.2
     assert (project / "params.yaml").read_text() == params_before
+    # Both recipes are kept beside the CSV, so that the figure can name them by their learning rates.
+    recipes = read_curve_recipes(project / "outputs" / "round0_curve.recipes.json")
+    assert recipes == {recipe: recipe_settings(Params.load(project / "params.yaml")),
+                       new["recipe"]: recipe_settings(Params.load(project / "other.yaml"))}
+    assert recipe_labels(recipes)[new["recipe"]] == f"train.base_lr=0.2 ({new['recipe']})"
 
 
 @pytest.mark.slow

@@ -204,7 +204,8 @@ def curve(iterations: str = typer.Option("1000,2000,4000,8000",
     recipe (a hash of every parameter round 0 reads but its budget and seeds): change a round-0 parameter in
     params.yaml and the curve of that recipe is measured beside the others, never mixed with them; what each
     recipe sets is kept beside the CSV (``<name>.recipes.json``), and the figure names a recipe by the keys
-    that set it apart from the others drawn ("train.base_lr=0.2"). Then it draws the CSV and says, per seed, whether this recipe's last measured doubling gained less than half a point."""
+    that set it apart from the others drawn ("train.base_lr=0.2"). Then it draws the CSV and says, per seed,
+    whether this recipe's last measured doubling gained less than half a point."""
     from pipeline_lib.ablation import (
         COMMITS_SEARCHED,
         curve_csv,
@@ -236,8 +237,9 @@ def curve(iterations: str = typer.Option("1000,2000,4000,8000",
     # What each recipe is, beside the CSV, so that the figure can name a recipe by what sets it apart.
     recipes_path = curve_recipes_path(out)
     recipes = read_curve_recipes(recipes_path)
-    if recipes.get(recipe) != recipe_settings(loaded):
-        recipes[recipe] = recipe_settings(loaded)
+    settings = recipe_settings(loaded)
+    if recipes.get(recipe) != settings:
+        recipes[recipe] = settings
         write_text(recipes_path, curve_recipes_json(recipes))
     done = {(row["recipe"], row["iterations"], row["seed"]) for row in rows}
     existing = set(experiment_names(COMMITS_SEARCHED))

@@ -11,6 +11,8 @@ import sys
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pipeline_lib.ablation import (
     batches_sharing_round0,
@@ -35,7 +37,7 @@ from pipeline_lib.ablation import (
     recipe_settings,
     settings_overrides,
 )
-from pipeline_lib.ablation_figure import plot_class_shares, plot_round0_curve, plot_scores, score_series
+from pipeline_lib.ablation_figure import plot_class_shares, plot_round0_curve, plot_scores, score_series, spread_apart
 from pipeline_lib.ablation_record import ablation_table, merge_rows, read_record, record_json, record_row
 from pipeline_lib.comparison import RunResults
 from pipeline_lib.errors import UserError
@@ -236,6 +238,24 @@ def test_figures_show_each_seed_and_the_first_rounds_class_shares(tmp_path):
     with pytest.raises(UserError, match="no recorded run has pseudo labels in round r1"):
         plot_class_shares(tmp_path / "none.png", [r for r in rows if r["variant"] == CONTROL], variants, "r1")
     assert not (tmp_path / "none.png").exists()
+
+
+def test_gain_labels_that_would_overlap_are_spread_apart_downwards():
+    assert spread_apart([42.0, 41.0, 30.0], 2.0) == [42.0, 40.0, 30.0]  # the two close ones, the highest kept
+    assert spread_apart([1.0, 1.0], 0.5) == [1.0, 0.5]  # a tie keeps the given order
+    assert spread_apart([], 1.0) == []
+
+
+@given(st.lists(st.floats(-100, 100), max_size=8), st.floats(0.1, 10))
+def test_spread_apart_keeps_order_and_gap_and_moves_only_down(heights, gap):
+    placed = spread_apart(heights, gap)
+    assert all(new <= old for new, old in zip(placed, heights))
+    if heights:
+        assert max(placed) == max(heights)
+    ordered = sorted(placed, reverse=True)
+    assert all(upper - lower >= gap * (1 - 1e-9) for upper, lower in zip(ordered, ordered[1:]))
+    if all(abs(a - b) >= gap * (1 + 1e-9) for i, a in enumerate(heights) for b in heights[i + 1:]):
+        assert placed == heights  # labels far enough apart stay where they are
 
 
 def test_curve_budgets_and_files_are_checked_and_rows_kept_in_order(tmp_path):

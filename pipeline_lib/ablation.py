@@ -186,12 +186,31 @@ def settings_overrides(workspace: Params, settings: Params, skip: tuple[str, ...
     return overrides
 
 
-def seed_overrides(seed: int, dataset: str) -> list[str]:
-    """``-S`` arguments of one replicate: the training and sampling seeds, the labelled/unlabelled split and, for
-    the embedded dataset (``dataset`` "synthetic"), the images themselves; one split and one set of images would
+def seed_values(seed: int, dataset: str) -> dict[str, int]:
+    """The keys one replicate sets: the training and sampling seeds, the labelled/unlabelled split and, for the
+    embedded dataset (``dataset`` "synthetic"), the images themselves; one split and one set of images would
     leave their share of the spread unseen."""
-    overrides = ["-S", f"seed={seed}", "-S", f"pseudo_label.seed={seed}", "-S", f"data.split_seed={seed}"]
-    return overrides + (["-S", f"synthetic.seed={seed}"] if dataset == "synthetic" else [])
+    values = {"seed": seed, "pseudo_label.seed": seed, "data.split_seed": seed}
+    return values | ({"synthetic.seed": seed} if dataset == "synthetic" else {})
+
+
+def seed_overrides(seed: int, dataset: str) -> list[str]:
+    """``-S`` arguments of one replicate (:func:`seed_values`)."""
+    return [arg for key, value in seed_values(seed, dataset).items() for arg in ("-S", f"{key}={value}")]
+
+
+def with_values(params: Params, values: dict[str, object]) -> dict:
+    """A copy of ``params``' data with the dotted keys of ``values`` set (each key must exist: a replicate or a
+    budget changes a value, it adds none)."""
+    data = json.loads(json.dumps(params.data))
+    for key, value in values.items():
+        params.raw(key)  # a UserError names the file and a key it lacks
+        *parents, last = key.split(".")
+        node = data
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    return data
 
 
 # The round-0 curve: the supervised baseline's val scores against its training budget, one experiment per budget
@@ -271,6 +290,21 @@ def curve_experiment_name(iterations: int, seed: int, recipe: str) -> str:
 
 def curve_overrides(iterations: int, seed: int, dataset: str) -> list[str]:
     return ["-S", f"train.iterations={iterations}", *seed_overrides(seed, dataset)]
+
+
+# The stages that make a round 0 (dvc.yaml's names), trained ahead in a clone by `dars ablation round0`.
+ROUND0_STAGES = ("prepare", "train_r0", "evaluate_r0")
+
+
+def round0_code(dvc_yaml: dict) -> list[str]:
+    """The files and folders of code and data in the repository that the round-0 stages read (their ``deps``,
+    without another stage's outputs and templated paths): a round 0 trained elsewhere is restored from DVC's run
+    cache only where each of these is byte for byte the same."""
+    stages = dvc_yaml.get("stages") or {}
+    produced = {str(out if isinstance(out, str) else next(iter(out)))
+                for stage in stages.values() for out in stage.get("outs") or []}
+    return sorted({dep for name in ROUND0_STAGES for dep in (stages.get(name) or {}).get("deps") or []
+                   if isinstance(dep, str) and "${" not in dep and dep not in produced})
 
 
 def parse_iterations(text: str) -> list[int]:

@@ -3,13 +3,15 @@ table and figures, and the round-0 curve."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import typer
 
-from pipeline_lib.ablation import CONTROL, PAPER_VARIANTS
+from pipeline_lib.ablation import CONTROL, PAPER_VARIANTS, ROUND0_STAGES
 from pipeline_lib.errors import UserError
 from pipeline_lib.settings import Params
 from stages import reports_user_errors
@@ -22,9 +24,12 @@ VARIANTS_HELP = f"Comma-separated variants: method[+ts] with method in st, cbst,
                 f"{','.join(PAPER_VARIANTS)}."
 
 
-def _dvc(*args: str) -> None:
-    typer.echo("$ dvc " + " ".join(args))
-    if subprocess.run([sys.executable, "-m", "dvc", *args]).returncode != 0:
+def _dvc(*args: str, cwd: Path | None = None) -> None:
+    typer.echo("$ dvc " + " ".join(args) + (f"   (in {cwd})" if cwd else ""))
+    # The stages' commands (`dars …`) are found beside this interpreter, also when its environment is not
+    # activated: DVC runs them, or its queue's workers do, through PATH.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    if subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env).returncode != 0:
         raise UserError(f"`dvc {' '.join(args)}` failed (see its output above)")
 
 
@@ -273,5 +278,97 @@ def curve(iterations: str = typer.Option("1000,2000,4000,8000",
         typer.echo(plateau_verdict(rows, recipe, seed))
 
 
-for _name, _command in (("queue", queue), ("run", run), ("table", table), ("figure", figure), ("curve", curve)):
+CLONE_HELP = "The clone to train in: made (a git clone of this repository's commit, sharing its DVC cache) " \
+             "if it does not exist; the same command on it again resumes an interrupted training."
+
+
+def _git(*args: str, cwd: Path | None = None) -> str:
+    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise UserError(f"`git {' '.join(args)}` failed: {result.stderr.strip().splitlines()[-1:]}")
+    return result.stdout
+
+
+def _cache_dir(cwd: Path | None = None) -> Path:
+    return Path(subprocess.run([sys.executable, "-m", "dvc", "cache", "dir"], cwd=cwd, capture_output=True,
+                               text=True, check=True).stdout.strip()).resolve()
+
+
+def _same_tree(here: Path, there: Path) -> bool:
+    """Whether a file or folder holds the same bytes in both places (compiled-bytecode caches aside)."""
+    if here.is_file() or there.is_file():
+        return here.is_file() and there.is_file() and here.read_bytes() == there.read_bytes()
+
+    def files(root: Path) -> set[Path]:
+        return {path.relative_to(root) for path in root.rglob("*")
+                if path.is_file() and "__pycache__" not in path.parts}
+
+    names = files(here)
+    return names == files(there) and all((here / name).read_bytes() == (there / name).read_bytes() for name in names)
+
+
+def round0(seed: int = typer.Option(..., help="The replicate: its training and sampling seeds, split and "
+                                    "(embedded dataset) images, as `run --seeds`."),
+           clone: Path = typer.Option(..., help=CLONE_HELP),
+           iterations: int = typer.Option(None, min=1, help="Round 0's budget, for a point of the round-0 curve "
+                                          "(`curve --iterations`); default: the parameter file's."),
+           params: Path = typer.Option(Path(WORKSPACE_PARAMS), help="The settings, a whole parameter file: the "
+                                       "clone's params.yaml becomes it, with the seed's (and budget's) values."),
+           ) -> None:
+    """Train one seed's round 0 ahead, in a clone of this repository that shares its DVC cache, so that
+    `dars ablation run --seeds N` (or `curve --iterations B --seeds N`) here restores it from DVC's run cache
+    instead of training it. A round 0 can outlast a working session, the grid's other stages not: this splits
+    them. An interrupted training continues from the clone's .dars_resume/ when the same command runs again. It
+    refuses what would train a round 0 that could not be restored here: uncommitted changes to the code round 0
+    runs, or a clone whose code or settings differ."""
+    import yaml
+
+    from pipeline_lib.ablation import round0_code, seed_values, with_values
+    from pipeline_lib.atomic import write_text
+    from pipeline_lib.check import check_params
+    from pipeline_lib.layout import RoundPaths
+    from pipeline_lib.settings import BASELINE_ROUND, DataSettings
+
+    loaded = Params.load(params)
+    check_params(loaded)
+    data = DataSettings.from_params(loaded)
+    values = seed_values(seed, data.dataset) | ({"train.iterations": iterations} if iterations else {})
+    wanted = yaml.safe_dump(with_values(loaded, values), sort_keys=False)
+    root = Path(str(data.root))
+    if not root.is_absolute() and not _git("ls-files", "--", str(root)).strip():
+        raise UserError(f"{params}: data.root {str(root)!r} is not in git, so not in a clone of it; give it as an "
+                        "absolute path")
+    code = round0_code(yaml.safe_load(Path("dvc.yaml").read_text())) + ([str(root)] if not root.is_absolute() else [])
+    changed = _git("status", "--porcelain", "--untracked-files=no", "--", *code).splitlines()
+    if changed:
+        raise UserError(f"uncommitted changes to what round 0 runs ({', '.join(line[3:] for line in changed)}): "
+                        "the clone would train the committed code, whose round 0 this workspace would not "
+                        "restore; commit them first")
+    cache = _cache_dir()
+    if not clone.exists():
+        _git("clone", "-q", ".", str(clone))
+        _dvc("cache", "dir", "--local", str(cache), cwd=clone)
+    elif not (clone / "dvc.yaml").is_file() or _cache_dir(clone) != cache:
+        raise UserError(f"{clone}: not a clone made by this command (no dvc.yaml, or another DVC cache than "
+                        f"{cache}); name another --clone")
+    else:
+        different = [path for path in code if not _same_tree(Path(path), clone / path)]
+        if different:
+            raise UserError(f"{clone}: other code than here ({', '.join(different)}), whose round 0 would not be "
+                            "restored here; remove the clone (its training so far is lost) or name another")
+        if (clone / "params.yaml").read_text() != wanted:
+            raise UserError(f"{clone}: trains another round 0 (its params.yaml is not {params} with seed {seed}"
+                            f"{f' and {iterations} iterations' if iterations else ''}); name another --clone")
+    write_text(clone / "params.yaml", wanted)
+    _dvc("repro", ROUND0_STAGES[-1], cwd=clone)
+    scores = json.loads(RoundPaths.of(clone / "outputs", BASELINE_ROUND).metrics.read_text())
+    budget = f" --iterations {iterations}" if iterations else ""
+    again = f"curve{budget}" if iterations else "run"
+    typer.echo(f"round 0 of seed {seed}: mIoU {100 * scores['miou']:.1f} / tail {100 * scores['tail_miou']:.1f}"
+               f" (in {clone}); here, `dars ablation {again} --params {params} --seeds {seed}` restores it from "
+               "DVC's run cache")
+
+
+for _name, _command in (("queue", queue), ("run", run), ("table", table), ("figure", figure), ("curve", curve),
+                       ("round0", round0)):
     app.command(_name)(reports_user_errors(_command))

@@ -35,7 +35,11 @@ from pipeline_lib.ablation import (
     recipe_key,
     recipe_labels,
     recipe_settings,
+    round0_code,
+    seed_overrides,
+    seed_values,
     settings_overrides,
+    with_values,
 )
 from pipeline_lib.ablation_figure import plot_class_shares, plot_round0_curve, plot_scores, score_series, spread_apart
 from pipeline_lib.ablation_record import ablation_table, merge_rows, read_record, record_json, record_row
@@ -475,6 +479,57 @@ def test_round0_curve_runs_one_experiment_per_budget_and_resumes_from_its_csv(tm
     assert recipes == {recipe: recipe_settings(Params.load(project / "params.yaml")),
                        new["recipe"]: recipe_settings(Params.load(project / "other.yaml"))}
     assert recipe_labels(recipes)[new["recipe"]] == f"train.base_lr=0.2 ({new['recipe']})"
+
+
+def test_a_replicate_sets_its_seeds_and_a_round_0_ahead_checks_the_code_its_stages_read():
+    assert seed_values(2, "synthetic") == {"seed": 2, "pseudo_label.seed": 2, "data.split_seed": 2, "synthetic.seed": 2}
+    assert seed_overrides(2, "cityscapes") == ["-S", "seed=2", "-S", "pseudo_label.seed=2", "-S", "data.split_seed=2"]
+    params = Params({"seed": 0, "train": {"iterations": 4, "base_lr": 0.1}}, "p.yaml")
+    assert with_values(params, {"seed": 3, "train.iterations": 8}) == {"seed": 3, "train": {"iterations": 8,
+                                                                                          "base_lr": 0.1}}
+    assert params.data["seed"] == 0  # a copy
+    with pytest.raises(UserError, match="p.yaml: missing key 'train.crop'"):
+        with_values(params, {"train.crop": 3})
+    code = round0_code(yaml.safe_load((REPO / "dvc.yaml").read_text()))
+    assert {"stages/prepare.py", "stages/train.py", "stages/evaluate.py", "pipeline_lib/train", "pipeline_lib/data",
+            "pipeline_lib/evaluation"} <= set(code)
+    # Another stage's outputs (restored with it) and the templated data root (checked apart) are not code.
+    assert not [path for path in code if path.startswith(("data/", "outputs/")) or "${" in path]
+    assert "stages/pseudo_label.py" not in code
+
+
+@pytest.mark.slow
+def test_a_round_0_trained_ahead_in_a_clone_is_restored_here_from_the_run_cache(tmp_path):
+    project = make_project(tmp_path / "main")
+    settings = yaml.safe_load((project / "params.yaml").read_text())
+    settings["train"]["base_lr"] = 0.2
+    (project / "other.yaml").write_text(yaml.safe_dump(settings))
+    clone = tmp_path / "ahead"
+    command = [sys.executable, "-m", "stages.cli", "ablation", "round0", "--params", "other.yaml", "--seed", "1",
+               "--iterations", "3", "--clone", str(clone)]
+    out = run(command, project).stdout
+    assert "round 0 of seed 1: mIoU" in out and "`dars ablation curve --iterations 3 --params other.yaml " \
+        "--seeds 1` restores it" in out
+    trained = yaml.safe_load((clone / "params.yaml").read_text())
+    assert (trained["seed"], trained["data"]["split_seed"], trained["synthetic"]["seed"]) == (1, 1, 1)
+    assert (trained["train"]["iterations"], trained["train"]["base_lr"]) == (3, 0.2)
+    # Here the curve point is restored, not trained: the clone's model, byte for byte, and no training ran.
+    curve = run([sys.executable, "-m", "stages.cli", "ablation", "curve", "--iterations", "3", "--seeds", "1",
+                 "--params", "other.yaml"], project).stdout
+    assert "Stage 'train_r0' is cached - skipping run" in curve and "Running stage 'train_r0'" not in curve
+    # The same command again resumes there (here: finds it done), and refuses a clone of other settings or code.
+    assert "round 0 of seed 1" in run(command, project).stdout
+    refused = run([*command[:-5], "2", *command[-4:]], project, check=False)
+    assert refused.returncode != 0 and "trains another round 0" in refused.stderr.splitlines()[-1]
+    (clone / "pipeline_lib" / "train" / "loop.py").write_text("# edited\n")
+    refused = run(command, project, check=False)
+    assert "other code than here (pipeline_lib/train)" in refused.stderr.splitlines()[-1]
+    # Uncommitted changes to what round 0 runs are refused before anything is cloned.
+    with open(project / "pipeline_lib" / "train" / "loop.py", "a") as handle:
+        handle.write("# edited\n")
+    refused = run([*command[:-1], str(tmp_path / "never")], project, check=False)
+    assert "uncommitted changes to what round 0 runs (pipeline_lib/train/loop.py)" in refused.stderr
+    assert not (tmp_path / "never").exists()
 
 
 @pytest.mark.slow

@@ -25,10 +25,16 @@ VARIANTS_HELP = f"Comma-separated variants: method[+ts] with method in st, cbst,
 
 
 def _dvc(*args: str, cwd: Path | None = None) -> None:
+    """Run DVC here, or in the checkout ``cwd`` with that checkout's code."""
     typer.echo("$ dvc " + " ".join(args) + (f"   (in {cwd})" if cwd else ""))
     # The stages' commands (`dars …`) are found beside this interpreter, also when its environment is not
     # activated: DVC runs them, or its queue's workers do, through PATH.
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    if cwd is not None:
+        # An editable install imports pipeline_lib and stages from the repository it was installed from,
+        # whatever the working directory: in another checkout `dars` would run this one's code (and a resume
+        # state, fingerprinted with the library's code, would not match after an edit here).
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(cwd).resolve()), os.environ.get("PYTHONPATH")]))
     if subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env).returncode != 0:
         raise UserError(f"`dvc {' '.join(args)}` failed (see its output above)")
 

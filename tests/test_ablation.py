@@ -504,12 +504,19 @@ def test_a_round_0_trained_ahead_in_a_clone_is_restored_here_from_the_run_cache(
     settings = yaml.safe_load((project / "params.yaml").read_text())
     settings["train"]["base_lr"] = 0.2
     (project / "other.yaml").write_text(yaml.safe_dump(settings))
+    # A package marker that says where the library was imported from (a docstring-only file round 0 does not
+    # depend on), committed, so that the clone has it.
+    with open(project / "pipeline_lib" / "__init__.py", "a") as handle:
+        handle.write("print('pipeline_lib from', __file__)\n")
+    run(["git", "commit", "-qam", "marker"], project)
     clone = tmp_path / "ahead"
     command = [sys.executable, "-m", "stages.cli", "ablation", "round0", "--params", "other.yaml", "--seed", "1",
                "--iterations", "3", "--clone", str(clone)]
     out = run(command, project).stdout
     assert "round 0 of seed 1: mIoU" in out and "`dars ablation curve --iterations 3 --params other.yaml " \
         "--seeds 1` restores it" in out
+    # The clone's stages ran the clone's code, not that of the repository `dars` was installed from.
+    assert f"pipeline_lib from {clone / 'pipeline_lib' / '__init__.py'}" in out
     trained = yaml.safe_load((clone / "params.yaml").read_text())
     assert (trained["seed"], trained["data"]["split_seed"], trained["synthetic"]["seed"]) == (1, 1, 1)
     assert (trained["train"]["iterations"], trained["train"]["base_lr"]) == (3, 0.2)

@@ -25,16 +25,17 @@ VARIANTS_HELP = f"Comma-separated variants: method[+ts] with method in st, cbst,
 
 
 def _dvc(*args: str, cwd: Path | None = None) -> None:
-    """Run DVC here, or in the checkout ``cwd`` with that checkout's code."""
+    """Run DVC here, or in the checkout ``cwd``; the stages it runs import the code of the checkout they run in."""
     typer.echo("$ dvc " + " ".join(args) + (f"   (in {cwd})" if cwd else ""))
     # The stages' commands (`dars …`) are found beside this interpreter, also when its environment is not
-    # activated: DVC runs them, or its queue's workers do, through PATH.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    if cwd is not None:
-        # An editable install imports pipeline_lib and stages from the repository it was installed from,
-        # whatever the working directory: in another checkout `dars` would run this one's code (and a resume
-        # state, fingerprinted with the library's code, would not match after an edit here).
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(cwd).resolve()), os.environ.get("PYTHONPATH")]))
+    # activated: DVC runs them, or its queue's workers do, through PATH. An editable install would make them
+    # import pipeline_lib and stages from the repository it was installed from, whatever their directory: an
+    # experiment in DVC's temporary workspace, or a clone, would run this workspace's code as it is now (edited
+    # since it was queued, say) while DVC records the hashes of its own copy, and the run cache would keep
+    # outputs under code that did not make them. "." (made absolute by each process at start-up) is the
+    # checkout DVC runs the stage in.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "PYTHONPATH": os.pathsep.join(filter(None, [".", os.environ.get("PYTHONPATH")]))}
     if subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env).returncode != 0:
         raise UserError(f"`dvc {' '.join(args)}` failed (see its output above)")
 

@@ -524,6 +524,11 @@ def test_a_round_0_trained_ahead_in_a_clone_is_restored_here_from_the_run_cache(
     curve = run([sys.executable, "-m", "stages.cli", "ablation", "curve", "--iterations", "3", "--seeds", "1",
                  "--params", "other.yaml"], project).stdout
     assert "Stage 'train_r0' is cached - skipping run" in curve and "Running stage 'train_r0'" not in curve
+    # A point not trained ahead is trained in DVC's temporary workspace, with that workspace's code.
+    curve = run([sys.executable, "-m", "stages.cli", "ablation", "curve", "--iterations", "2", "--seeds", "1",
+                 "--params", "other.yaml"], project).stdout
+    assert "Running stage 'train_r0'" in curve
+    assert re.search(r"pipeline_lib from \S*/\.dvc/tmp/exps/\S+/pipeline_lib/__init__\.py", curve)
     # The same command again resumes there (here: finds it done), and refuses a clone of other settings or code.
     assert "round 0 of seed 1" in run(command, project).stdout
     refused = run([*command[:-5], "2", *command[-4:]], project, check=False)

@@ -292,13 +292,15 @@ CLONE_HELP = "The clone to train in: made (a git clone of this repository's comm
 def _git(*args: str, cwd: Path | None = None) -> str:
     result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
     if result.returncode != 0:
-        raise UserError(f"`git {' '.join(args)}` failed: {result.stderr.strip().splitlines()[-1:]}")
+        last = (result.stderr.strip().splitlines() or ["no message"])[-1]
+        raise UserError(f"`git {' '.join(args)}` failed: {last}")
     return result.stdout
 
 
-def _cache_dir(cwd: Path | None = None) -> Path:
-    return Path(subprocess.run([sys.executable, "-m", "dvc", "cache", "dir"], cwd=cwd, capture_output=True,
-                               text=True, check=True).stdout.strip()).resolve()
+def _cache_dir(cwd: Path | None = None) -> Path | None:
+    """The DVC cache of the project at ``cwd`` (None if it is not one)."""
+    result = subprocess.run([sys.executable, "-m", "dvc", "cache", "dir"], cwd=cwd, capture_output=True, text=True)
+    return Path(result.stdout.strip()).resolve() if result.returncode == 0 else None
 
 
 def _same_tree(here: Path, there: Path) -> bool:
@@ -345,13 +347,16 @@ def round0(seed: int = typer.Option(..., help="The replicate: its training and s
     if not root.is_absolute() and not _git("ls-files", "--", str(root)).strip():
         raise UserError(f"{params}: data.root {str(root)!r} is not in git, so not in a clone of it; give it as an "
                         "absolute path")
-    code = round0_code(yaml.safe_load(Path("dvc.yaml").read_text())) + ([str(root)] if not root.is_absolute() else [])
+    code = round0_code(yaml.safe_load(Path("dvc.yaml").read_text()))
+    code += [] if root.is_absolute() else [str(root)]
     changed = _git("status", "--porcelain", "--untracked-files=no", "--", *code).splitlines()
     if changed:
         raise UserError(f"uncommitted changes to what round 0 runs ({', '.join(line[3:] for line in changed)}): "
                         "the clone would train the committed code, whose round 0 this workspace would not "
                         "restore; commit them first")
     cache = _cache_dir()
+    if cache is None:
+        raise UserError("no DVC project here: run `dars ablation round0` at the repository's root")
     if not clone.exists():
         _git("clone", "-q", ".", str(clone))
         _dvc("cache", "dir", "--local", str(cache), cwd=clone)

@@ -25,17 +25,11 @@ VARIANTS_HELP = f"Comma-separated variants: method[+ts] with method in st, cbst,
 
 
 def _dvc(*args: str, cwd: Path | None = None) -> None:
-    """Run DVC here, or in the checkout ``cwd``; the stages it runs import the code of the checkout they run in."""
+    """Run DVC here, or in the checkout ``cwd`` (whose stages run its own code: see stages/cli.py)."""
     typer.echo("$ dvc " + " ".join(args) + (f"   (in {cwd})" if cwd else ""))
     # The stages' commands (`dars …`) are found beside this interpreter, also when its environment is not
-    # activated: DVC runs them, or its queue's workers do, through PATH. An editable install would make them
-    # import pipeline_lib and stages from the repository it was installed from, whatever their directory: an
-    # experiment in DVC's temporary workspace, or a clone, would run this workspace's code as it is now (edited
-    # since it was queued, say) while DVC records the hashes of its own copy, and the run cache would keep
-    # outputs under code that did not make them. "." (made absolute by each process at start-up) is the
-    # checkout DVC runs the stage in.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "PYTHONPATH": os.pathsep.join(filter(None, [".", os.environ.get("PYTHONPATH")]))}
+    # activated: DVC runs them, or its queue's workers do, through PATH.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     if subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env).returncode != 0:
         raise UserError(f"`dvc {' '.join(args)}` failed (see its output above)")
 

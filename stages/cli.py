@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 import typer
 
 from . import reports_user_errors
@@ -48,9 +52,23 @@ def models() -> None:
         typer.echo(f"{arch:<{width}}  {DESCRIPTIONS[arch]}")
 
 
+def run_the_checkouts_own_code() -> None:
+    """Re-execute as ``python -m stages.cli`` when the working directory is another checkout of this project than
+    the one these modules come from. An editable install (``./run.sh``) imports them from the repository it was
+    installed from, whatever the directory: a stage that DVC runs in a clone or in its experiments' temporary
+    workspace would run that repository's code as it is now, while DVC hashes the checkout's own files, and
+    its run cache would keep outputs under code that did not make them."""
+    here = Path.cwd()
+    own = here / "stages" / "cli.py"
+    if (own.is_file() and (here / "pipeline_lib" / "__init__.py").is_file()
+            and own.resolve() != Path(__file__).resolve()):
+        os.execv(sys.executable, [sys.executable, "-m", "stages.cli", *sys.argv[1:]])
+
+
 def main() -> None:
-    app()
+    run_the_checkouts_own_code()
+    app(prog_name="dars")
 
 
 if __name__ == "__main__":
-    main()
+    app(prog_name="dars")

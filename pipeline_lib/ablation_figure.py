@@ -64,7 +64,8 @@ def plot_scores(path: str | os.PathLike, rows: Sequence[dict], variants: Sequenc
                 values = series.get(label, [])
                 axes.scatter([position] * len(values), values, s=10, color="black", zorder=3)
         axes.set_xticks(x, labels, rotation=35, ha="right", fontsize=8)
-        axes.set_title(f"{kind} (round {round_name}), val, seeds {', '.join(map(str, seeds))}", fontsize=10)
+        seed_list = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+        axes.set_title(f"{kind} (round {round_name}), val, {seed_list}", fontsize=10)
         axes.grid(axis="y", alpha=0.3)
     panels[0].set_ylabel("IoU ×100 (bar: mean, dots: seeds, line: ± 1 std)")
     panels[0].legend(fontsize=8)

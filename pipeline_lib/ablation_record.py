@@ -204,7 +204,8 @@ def ablation_table(rows: Sequence[dict], variants: Sequence[Variant], seeds: Seq
     sections = [(f"k = 1 (round {rounds[0]}), val mIoU ×100", rounds[0])]
     if len(first_and_last(rounds)) > 1:
         sections.append((f"iterative training (round {rounds[-1]}), val mIoU ×100", rounds[-1]))
-    text = f"Seeds {', '.join(map(str, seeds))}; a cell is the mean ± sample std over the recorded seeds.\n\n"
+    text = (f"Seeds {', '.join(map(str, seeds))}; a cell is the mean ± sample std over the recorded seeds.\n\n"
+            if len(seeds) > 1 else f"Seed {seeds[0]} only: a cell is its score, with no spread to judge it by.\n\n")
     text += scores_table(by_identity, baseline, variants, seeds, rounds) + "\n"
     text += "\n".join(format_table(title, [("supervised baseline", baseline),
                                            *((v.label, evaluations(v, r)) for v in variants)], class_names)

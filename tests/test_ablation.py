@@ -174,6 +174,8 @@ def test_table_takes_one_baseline_per_seed_and_lists_what_is_not_recorded():
     text = ablation_table(_grid_rows(), [Variant("st", False), Variant("dars", False)], [0, 1], ["r1", "r2"])
     lines = text.splitlines()
     assert lines[0] == "Seeds 0, 1; a cell is the mean ± sample std over the recorded seeds."
+    one_seed = ablation_table(_grid_rows(), [Variant("st", False), Variant("dars", False)], [0], ["r1", "r2"])
+    assert one_seed.splitlines()[0] == "Seed 0 only: a cell is its score, with no spread to judge it by."
     start = lines.index("**k = 1 (round r1), val mIoU ×100**")
     # r0 once per seed (seed 0 from st, seed 1 from dars), not once per experiment.
     assert lines[start + 4] == "| supervised baseline | 80.0±0.0 | 6.0±1.4 | 22.0±2.8 | – |"

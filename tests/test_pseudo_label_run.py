@@ -71,6 +71,13 @@ def test_outputs_identical_for_any_worker_count_and_on_rerun(store, tmp_path):
         assert output_bytes(tmp_path / name) == reference
 
 
+def test_the_labelling_pass_reports_its_progress_once(store, tmp_path, capsys):
+    run(store, tmp_path / "out", workers=1)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("pseudo labels:")]
+    # The store's writer consumes the labels as they are drawn, so its count is the labelling's progress.
+    assert len(lines) == len(IDS) and lines[-1].startswith(f"pseudo labels: {len(IDS)}/{len(IDS)} img (100 %)")
+
+
 @pytest.mark.parametrize("method", ["st", "cbst", "da", "dars"])
 def test_labels_equal_the_pure_rules_applied_image_by_image(store, tmp_path, method):
     stats = run(store, tmp_path, method=method, temperature=1.5)

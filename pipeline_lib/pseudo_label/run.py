@@ -22,7 +22,6 @@ import torch
 from pipeline_lib.atomic import atomic_path
 from pipeline_lib.data.classes import IGNORE_INDEX
 from pipeline_lib.errors import UserError
-from pipeline_lib.progress import track
 from pipeline_lib.pseudo_label.rules import (
     ClassThresholds,
     assign_pseudo_labels,
@@ -106,8 +105,8 @@ def _draw_labels(store: ConfidenceStore, images: Sequence[int], thresholds: Clas
                  ground_truth: GroundTruth | None, tally: PixelTally) -> Iterator[np.ndarray]:
     """Yield the pseudo label of each of ``images`` in order, adding its counts to ``tally``."""
     num_classes = len(store.class_names)
-    for index, (confidence, prediction) in track(store.iter_maps(images), total=len(images),
-                                                 desc="pseudo labels", unit="img"):
+    # No progress display here: the store's writer draws these labels lazily and reports them as it writes.
+    for index, (confidence, prediction) in store.iter_maps(images):
         label = assign_pseudo_labels(confidence, prediction, thresholds, seed, index)
         # torch counts uint8 as it is; numpy's bincount first copies the image into 8-byte integers (3x the time).
         tally.final_counts += torch.bincount(torch.from_numpy(label.reshape(-1)), minlength=256).numpy()[:num_classes]

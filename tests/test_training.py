@@ -85,7 +85,7 @@ def test_interrupted_run_resumes_to_the_same_weights(prepared, tmp_path, monkeyp
     assert (tmp_path / "b_log" / "train" / "loss.tsv").is_file()
 
 
-def test_state_from_other_inputs_is_not_resumed(prepared, tmp_path, monkeypatch):
+def test_state_from_other_inputs_is_not_resumed_but_kept(prepared, tmp_path, monkeypatch, capsys):
     cfg = config()
     with pytest.raises(KeyboardInterrupt):
         trained_weights(prepared, tmp_path / "work", tmp_path / "log", cfg, True, monkeypatch)
@@ -93,9 +93,13 @@ def test_state_from_other_inputs_is_not_resumed(prepared, tmp_path, monkeypatch)
     state = torch.load(tmp_path / "work" / "state.pt", weights_only=True)
     state["fingerprint"] = "other inputs"
     torch.save(state, tmp_path / "work" / "state.pt")
+    saved = (tmp_path / "work" / "state.pt").read_bytes()
     fresh = trained_weights(prepared, tmp_path / "work", tmp_path / "log", cfg)
     straight = trained_weights(prepared, tmp_path / "w2", tmp_path / "l2", cfg)
     assert all(torch.equal(v, straight[k]) for k, v in fresh.items())
+    # not resumed, and not lost either: kept beside, byte for byte, for a user who reverts what changed
+    assert (tmp_path / "work.superseded" / "state.pt").read_bytes() == saved
+    assert f"{tmp_path / 'work' / 'state.pt'} (iteration {state['iteration']}) was saved by other" in capsys.readouterr().out
 
 
 def test_batches_depend_only_on_seed_and_iteration():

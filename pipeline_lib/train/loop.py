@@ -96,7 +96,7 @@ def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImage
         load_momentum(optimizer, momentum)  # a resume state below replaces it with the interrupted run's
 
     state_path = work_dir / "state.pt"
-    start, rng_states = 0, None
+    start, rng_states, superseded = 0, None, None
     if state_path.is_file():
         try:  # plain data only (see models/checkpoint.py): a state file cannot run code when read
             state = torch.load(state_path, map_location=device, weights_only=True)
@@ -111,9 +111,19 @@ def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImage
             rng_states = state.get("rng")
             if run.is_main:
                 print(f"resuming from iteration {start} ({state_path})")
+        else:
+            superseded = int(state.get("iteration", 0))
     run.barrier()  # every rank has read the resume state before rank 0 may clear it
     if run.is_main:
-        if start == 0:
+        if superseded is not None:
+            # Hours of training may be in it, and an edit anywhere in the library changes the fingerprint:
+            # kept (one per round), so that reverting the edit and moving it back resumes it.
+            kept = work_dir.with_name(f"{work_dir.name}.superseded")
+            shutil.rmtree(kept, ignore_errors=True)
+            work_dir.rename(kept)
+            print(f"warning: {state_path} (iteration {superseded}) was saved by other inputs, settings or library "
+                  f"code: moved to {kept}; training from iteration 0")
+        elif start == 0:
             shutil.rmtree(work_dir, ignore_errors=True)
         work_dir.mkdir(parents=True, exist_ok=True)
 

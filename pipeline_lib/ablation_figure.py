@@ -149,14 +149,24 @@ def plot_round0_curve(path: str | os.PathLike, rows: Sequence[dict], labels: dic
     # of the laid-out axes.
     figure.draw_without_rendering()
     low, high = axes.get_ylim()
-    per_point = (high - low) / (axes.get_window_extent().height * 72 / figure.dpi)
+    axes_points = axes.get_window_extent().height * 72 / figure.dpi
+    per_point = (high - low) / axes_points
+    placed = []
     for doubling in sorted({label[0] for label in gain_labels}):
         chosen = [label for label in gain_labels if label[0] == doubling]
         heights = spread_apart([middle + 4 * per_point for _, middle, *_ in chosen], 10 * per_point)
-        for (_, _, text, colour, bold), height in zip(chosen, heights):
-            axes.annotate(text, ((doubling[0] * doubling[1]) ** 0.5, height), ha="center", va="bottom",
-                          fontsize=8, color=colour, fontweight="bold" if bold else "normal",
-                          bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 0.5})
+        placed += [(doubling, height, *label[2:]) for label, height in zip(chosen, heights)]
+    # The label of a doubling that ends at the highest point and gains little (the plateau's) rose through the
+    # axes' top edge; the axes grow to hold every label's box (9 points at this size), the scale change included.
+    label_points = 12
+    if placed:
+        needed = (max(height for _, height, *_ in placed) - label_points * low / axes_points) / \
+            (1 - label_points / axes_points)
+        axes.set_ylim(low, max(high, needed))
+    for doubling, height, text, colour, bold in placed:
+        axes.annotate(text, ((doubling[0] * doubling[1]) ** 0.5, height), ha="center", va="bottom",
+                      fontsize=8, color=colour, fontweight="bold" if bold else "normal",
+                      bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 0.5})
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png")
 

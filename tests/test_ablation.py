@@ -246,6 +246,26 @@ def test_figures_show_each_seed_and_the_first_rounds_class_shares(tmp_path):
     assert not (tmp_path / "none.png").exists()
 
 
+def test_every_gain_label_of_the_curve_lies_inside_its_axes(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    drawn = []
+    save = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda figure, *args, **kwargs: (drawn.append(figure),
+                                                                           save(figure, *args, **kwargs)))
+    # The highest point ends a doubling that gains little: its label sat on the axes' top edge before.
+    rows = [{"recipe": "a", "iterations": budget, "seed": 0, "miou": miou, "tail_miou": "0.1", "head_miou": "0.5",
+             "experiment": f"r0-it{budget}-s0-a"} for budget, miou in ((1000, "0.30"), (2000, "0.44"), (4000, "0.441"))]
+    plot_round0_curve(tmp_path / "curve.png", rows)
+    [figure] = drawn
+    figure.draw_without_rendering()
+    [axes] = figure.axes
+    top = axes.get_window_extent().y1
+    assert len(axes.texts) == 2
+    for label in axes.texts:  # the label as drawn: its text on a white box
+        assert label.get_bbox_patch().get_window_extent().y1 <= top, label.get_text()
+
+
 def test_gain_labels_that_would_overlap_are_spread_apart_downwards():
     assert spread_apart([42.0, 41.0, 30.0], 2.0) == [42.0, 40.0, 30.0]  # the two close ones, the highest kept
     assert spread_apart([1.0, 1.0], 0.5) == [1.0, 0.5]  # a tie keeps the given order

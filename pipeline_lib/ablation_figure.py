@@ -157,7 +157,8 @@ def plot_round0_curve(path: str | os.PathLike, rows: Sequence[dict], labels: dic
         heights = spread_apart([middle + 4 * per_point for _, middle, *_ in chosen], 10 * per_point)
         placed += [(doubling, height, *label[2:]) for label, height in zip(chosen, heights)]
     # The label of a doubling that ends at the highest point and gains little (the plateau's) rose through the
-    # axes' top edge; the axes grow to hold every label's box (9 points at this size), the scale change included.
+    # axes' top edge; the axes grow to hold every label's box (9 points high at this size; 12 leaves a margin), the
+    # scale change included: the upper limit U solves top label + 12 points × (U − low) / axes_points = U.
     label_points = 12
     if placed:
         needed = (max(height for _, height, *_ in placed) - label_points * low / axes_points) / \

@@ -99,7 +99,7 @@ def test_state_from_other_inputs_is_not_resumed_but_kept(prepared, tmp_path, mon
     assert all(torch.equal(v, straight[k]) for k, v in fresh.items())
     # not resumed, and not lost either: kept beside, byte for byte, for a user who reverts what changed
     assert (tmp_path / "work.superseded" / "state.pt").read_bytes() == saved
-    assert f"{tmp_path / 'work' / 'state.pt'} (iteration {state['iteration']}) was saved by other" in capsys.readouterr().out
+    assert f"{tmp_path / 'work' / 'state.pt'} (iteration {state['iteration']}) was saved by other" in capsys.readouterr().err
 
 
 def test_batches_depend_only_on_seed_and_iteration():

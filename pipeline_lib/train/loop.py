@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -122,7 +123,7 @@ def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImage
             shutil.rmtree(kept, ignore_errors=True)
             work_dir.rename(kept)
             print(f"warning: {state_path} (iteration {superseded}) was saved by other inputs, settings or library "
-                  f"code: moved to {kept}; training from iteration 0")
+                  f"code: moved to {kept}; training from iteration 0", file=sys.stderr)
         elif start == 0:
             shutil.rmtree(work_dir, ignore_errors=True)
         work_dir.mkdir(parents=True, exist_ok=True)

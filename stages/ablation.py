@@ -59,7 +59,7 @@ def _grid(params: Path) -> tuple[Params, str, list[str]]:
 
 
 JOBS_HELP = "Experiments run at once (DVC queue workers). More than 1 pays on a GPU, which one small experiment " \
-            "leaves mostly idle; on a CPU they only share its cores."
+            "leaves mostly idle; on a CPU they mostly share its cores (2 cores: 1.14x with 2, README)."
 
 
 def _overrides(workspace: Params, settings: Params, own: list[str]) -> list[str]:

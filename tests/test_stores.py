@@ -1,4 +1,4 @@
-"""Soft-prediction and pseudo-label zarr stores: round trips, refusals, atomicity."""
+"""Logits and pseudo-label zarr stores: round trips, refusals, atomicity."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from pipeline_lib.errors import UserError
 from pipeline_lib.settings import BASELINE_ROUND
 
 RECORD_VERSION = 1
-EVALUATION_KEYS = ("miou", "tail_miou", "head_miou", "iou", "tail_classes")
+EVALUATION_KEYS = ("miou", "tail_miou", "head_miou", "iou", "tail_classes", "trained_with")
 PSEUDO_LABEL_KEYS = ("fraction_labeled", "pseudo_label_accuracy", "kl_divergence")
 
 
@@ -92,6 +92,34 @@ def grid_rows(rows: Sequence[dict], grid: str, variants: Sequence[Variant], seed
 
 def recorded_seeds(rows: Sequence[dict]) -> list[int]:
     return sorted({row["seed"] for row in rows})
+
+
+def training_precisions(rows: Sequence[dict]) -> str:
+    """One line on where the grid's models were trained: one device and precision, or which seeds differ (their
+    means then mix machines), and how many models do not say (recorded before checkpoints held it)."""
+    seeds_by_label: dict[str, set[int]] = {}
+    unknown = 0
+    for row in rows:
+        for entry in row["rounds"].values():
+            trained_with = entry.get("trained_with")
+            if trained_with is None:
+                unknown += 1
+            else:
+                label = f"{trained_with['precision']} on {trained_with['device']}"
+                seeds_by_label.setdefault(label, set()).add(row["seed"])
+    if len(seeds_by_label) > 1:
+        groups = ", ".join(f"{label} (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, sorted(seeds)))})"
+                           for label, seeds in sorted(seeds_by_label.items()))
+        line = (f"**Trained at different precisions**: {groups}; a mean over them mixes machines, and a "
+                "difference between methods is only fair within one.")
+    elif seeds_by_label:
+        line = f"Trained in {next(iter(seeds_by_label))}."
+    else:
+        line = "Training precision not recorded (models saved before checkpoints recorded it)."
+    if unknown and seeds_by_label:
+        line = line[:-1] + f"; {unknown} model{'s do' if unknown > 1 else ' does'} not say (saved before checkpoints " \
+                           "recorded it)."
+    return line
 
 
 def _round_title(round_name: str, rounds: Sequence[str]) -> str:
@@ -204,8 +232,9 @@ def ablation_table(rows: Sequence[dict], variants: Sequence[Variant], seeds: Seq
     sections = [(f"k = 1 (round {rounds[0]}), val mIoU ×100", rounds[0])]
     if len(first_and_last(rounds)) > 1:
         sections.append((f"iterative training (round {rounds[-1]}), val mIoU ×100", rounds[-1]))
-    text = (f"Seeds {', '.join(map(str, seeds))}; a cell is the mean ± sample std over the recorded seeds.\n\n"
-            if len(seeds) > 1 else f"Seed {seeds[0]} only: a cell is its score, with no spread to judge it by.\n\n")
+    text = (f"Seeds {', '.join(map(str, seeds))}; a cell is the mean ± sample std over the recorded seeds. "
+            if len(seeds) > 1 else f"Seed {seeds[0]} only: a cell is its score, with no spread to judge it by. ")
+    text += training_precisions(rows) + "\n\n"
     text += scores_table(by_identity, baseline, variants, seeds, rounds) + "\n"
     text += "\n".join(format_table(title, [("supervised baseline", baseline),
                                            *((v.label, evaluations(v, r)) for v in variants)], class_names)

@@ -44,6 +44,7 @@ from pipeline_lib.ablation import (
 from pipeline_lib.ablation_figure import plot_class_shares, plot_round0_curve, plot_scores, score_series, spread_apart
 from pipeline_lib.ablation_record import ablation_table, merge_rows, read_record, record_json, record_row
 from pipeline_lib.comparison import RunResults
+from pipeline_lib.device import pick_device, precision_name
 from pipeline_lib.errors import UserError
 from pipeline_lib.settings import Params
 from pipeline_project import REPO, dvc, make_project, run
@@ -173,9 +174,10 @@ def _grid_rows():
 def test_table_takes_one_baseline_per_seed_and_lists_what_is_not_recorded():
     text = ablation_table(_grid_rows(), [Variant("st", False), Variant("dars", False)], [0, 1], ["r1", "r2"])
     lines = text.splitlines()
-    assert lines[0] == "Seeds 0, 1; a cell is the mean ± sample std over the recorded seeds."
+    assert lines[0] == ("Seeds 0, 1; a cell is the mean ± sample std over the recorded seeds. Training precision "
+                        "not recorded (models saved before checkpoints recorded it).")
     one_seed = ablation_table(_grid_rows(), [Variant("st", False), Variant("dars", False)], [0], ["r1", "r2"])
-    assert one_seed.splitlines()[0] == "Seed 0 only: a cell is its score, with no spread to judge it by."
+    assert one_seed.splitlines()[0].startswith("Seed 0 only: a cell is its score, with no spread to judge it by. ")
     start = lines.index("**k = 1 (round r1), val mIoU ×100**")
     # r0 once per seed (seed 0 from st, seed 1 from dars), not once per experiment.
     assert lines[start + 4] == "| supervised baseline | 80.0±0.0 | 6.0±1.4 | 22.0±2.8 | – |"
@@ -185,6 +187,33 @@ def test_table_takes_one_baseline_per_seed_and_lists_what_is_not_recorded():
     assert lines[-1] == "Not recorded: st seed 1"
     with pytest.raises(UserError, match="no finished experiment of this grid is recorded"):
         ablation_table([], [Variant("st", False)], [0], ["r1"])
+
+
+def _trained_with(row, precision, rounds=("r0", "r1", "r2")):
+    for name in rounds:
+        row["rounds"][name]["trained_with"] = {"device": "cpu", "precision": precision}
+    return row
+
+
+def test_table_says_where_the_models_were_trained_and_which_seeds_mix_machines():
+    variants = [Variant("st", False), Variant("dars", False)]
+    # evaluation.json's trained_with (from the checkpoint) is kept in the row.
+    run = RunResults("dars-s0-g1", {name: {**_evaluation(0.2, 0.05, road=0.8), "trained_with": {
+        "device": "cuda", "precision": "bf16"}} for name in ("r0", "r1", "r2")}, {})
+    assert record_row(Variant.parse("dars"), 0, "g1", run)["rounds"]["r1"]["trained_with"] == {
+        "device": "cuda", "precision": "bf16"}
+    same = [_trained_with(row, "bf16") for row in _grid_rows()]
+    assert ablation_table(same, variants, [0, 1], ["r1", "r2"]).splitlines()[0].endswith(
+        "over the recorded seeds. Trained in bf16 on cpu.")
+    # Seed 1 trained on a machine without native bf16: the table says its means mix the two.
+    mixed = [*same[:2], _trained_with(_grid_rows()[2], "fp32")]
+    assert ablation_table(mixed, variants, [0, 1], ["r1", "r2"]).splitlines()[0].endswith(
+        "**Trained at different precisions**: bf16 on cpu (seed 0), fp32 on cpu (seed 1); a mean over them mixes "
+        "machines, and a difference between methods is only fair within one.")
+    # Rows recorded before checkpoints held it are counted, not guessed.
+    partial = [*same[:2], _trained_with(_grid_rows()[2], "bf16", rounds=("r1", "r2"))]
+    assert ablation_table(partial, variants, [0, 1], ["r1", "r2"]).splitlines()[0].endswith(
+        "Trained in bf16 on cpu; 1 model does not say (saved before checkpoints recorded it).")
 
 
 def test_table_summarises_scores_and_pseudo_labels_per_method():
@@ -582,6 +611,12 @@ def test_the_grid_runs_into_its_record_which_outlives_the_experiments(tmp_path):
     for row in rows:
         assert abs(float(shown[row["experiment"]]["outputs/r2/metrics.json:miou"]) - row["rounds"]["r2"]["miou"]) < 1e-6
     assert f"recorded dars-s0-{grid} in outputs/ablation_runs.json" in out and "| DARS |" in out
+    # Each round's device and precision went from its checkpoint, through evaluation.json, into the record.
+    device = pick_device()
+    precision = precision_name(device, Params.load(project / "params.yaml").raw("train.autocast"))
+    assert {json.dumps(entry["trained_with"]) for entry in rows[0]["rounds"].values()} == {
+        json.dumps({"device": device.type, "precision": precision})}
+    assert f"Trained in {precision} on {device.type}." in out
     for figure in ("ablation_scores.png", "ablation_class_shares.png"):
         assert (project / "outputs" / figure).read_bytes()[:4] == b"\x89PNG"
     # A fresh clone has no experiments: the table comes from the record alone, unchanged.

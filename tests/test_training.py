@@ -9,6 +9,7 @@ import yaml
 
 from pipeline_lib.data.prepared import load_spec, read_split
 from pipeline_lib.data.synthetic.dataset import prepare_synthetic
+from pipeline_lib.device import pick_device, precision_name
 from pipeline_lib.errors import UserError
 from pipeline_lib.models.build import build_model
 from pipeline_lib.models.checkpoint import load_checkpoint, save_checkpoint
@@ -172,6 +173,10 @@ def test_labelled_only_control_round_needs_no_pseudo_labels(prepared, tmp_path):
     assert checkpoint["provenance"]["teacher"] == "r0"
     assert "pseudo_labels_sha256" not in checkpoint["provenance"]
     assert checkpoint["provenance"]["train"]["pseudo_fraction"] == 0
+    # train.autocast only asks for a fast dtype: the checkpoint says what the device gave (bf16 or fp32 on a CPU).
+    device = pick_device()
+    precision = precision_name(device, params["train"]["autocast"])
+    assert checkpoint["provenance"]["trained_with"] == {"device": device.type, "precision": precision}
 
 
 def test_continue_starts_each_round_where_the_authors_schedule_stands():

@@ -19,18 +19,21 @@ from pipeline_lib.settings import EvaluateSettings, InferenceSettings
 def evaluate_round(round_name: str, evaluate_settings: EvaluateSettings, inference: InferenceSettings,
                    prepared: Path, outputs: Path) -> dict:
     """Evaluate ``outputs/<round>/model.pt`` on the val split; write its metrics.json (the summary: a DVC
-    metrics file), evaluation.json (everything, per class too) and per_class_iou.csv (a DVC plot). Returns
-    the whole evaluation."""
+    metrics file), evaluation.json (everything, per class too, and the device and precision the model was
+    trained at) and per_class_iou.csv (a DVC plot). Returns the whole evaluation."""
     spec = load_spec(prepared)
     names = list(spec.classes.names)
     shares = class_shares(load_class_distribution(prepared))
     tail = tail_classes_from_shares(shares, evaluate_settings.tail_share_threshold,
                                     evaluate_settings.tail_classes, names)
     paths = RoundPaths.of(outputs, round_name)
-    model, _ = load_checkpoint(paths.model, expect_classes=names)
+    model, checkpoint = load_checkpoint(paths.model, expect_classes=names)
     device = pick_device()
     metrics, _ = evaluate(model.to(device).eval(), read_split(prepared, "val", spec), spec, device,
                           tail_classes=tail, **inference.as_kwargs())
+    trained_with = (checkpoint.get("provenance") or {}).get("trained_with")
+    if trained_with is not None:  # absent from checkpoints saved before it was recorded
+        metrics["trained_with"] = trained_with
     write_json(paths.evaluation, metrics)
     write_json(paths.metrics, summary_metrics(metrics))
     iou = {name: "" if value is None else value for name, value in metrics["iou"].items()}

@@ -35,6 +35,9 @@ def train_round(run: DistributedRun, round_name: str, settings: TrainSettings, m
     labeled = TrainingImages(read_split(prepared, "labeled", spec), spec, settings.labeled_augmentation,
                              settings.crop_size)
     provenance = base_provenance(round_name, settings, arch, prepared)
+    # train.autocast only asks for the device's fast dtype, so the same params train in bf16 on one machine and
+    # fp32 on another, with other numbers (README, "Which machine"): the checkpoint says which it was.
+    provenance["trained_with"] = {"device": run.device.type, "precision": precision_name(run.device, settings.autocast)}
 
     pseudo, momentum = None, None
     torch.manual_seed(settings.seed)  # random initialisation draws from the global generator

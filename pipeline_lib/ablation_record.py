@@ -107,19 +107,19 @@ def training_precisions(rows: Sequence[dict]) -> str:
             else:
                 label = f"{trained_with['precision']} on {trained_with['device']}"
                 seeds_by_label.setdefault(label, set()).add(row["seed"])
+    not_saying = "saved before checkpoints recorded it"
+    if not seeds_by_label:
+        return f"Training precision not recorded (models {not_saying})."
     if len(seeds_by_label) > 1:
         groups = ", ".join(f"{label} (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, sorted(seeds)))})"
                            for label, seeds in sorted(seeds_by_label.items()))
         line = (f"**Trained at different precisions**: {groups}; a mean over them mixes machines, and a "
-                "difference between methods is only fair within one.")
-    elif seeds_by_label:
-        line = f"Trained in {next(iter(seeds_by_label))}."
+                "difference between methods is only fair within one")
     else:
-        line = "Training precision not recorded (models saved before checkpoints recorded it)."
-    if unknown and seeds_by_label:
-        line = line[:-1] + f"; {unknown} model{'s do' if unknown > 1 else ' does'} not say (saved before checkpoints " \
-                           "recorded it)."
-    return line
+        line = f"Trained in {next(iter(seeds_by_label))}"
+    if unknown:
+        line += f"; {unknown} model{'s do' if unknown > 1 else ' does'} not say ({not_saying})"
+    return line + "."
 
 
 def _round_title(round_name: str, rounds: Sequence[str]) -> str:

@@ -1,4 +1,4 @@
-"""One device policy and one mixed-precision policy, for training and inference alike."""
+"""One device policy and one precision policy, for training and inference alike."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from contextlib import nullcontext
 import torch
 
 from pipeline_lib.errors import UserError
+from pipeline_lib.settings import PRECISIONS
 
 # Where every stage runs: auto (a GPU when torch sees one, else the CPU), cpu or cuda. A property of the machine,
 # not of the experiment, so an environment variable rather than a DVC-tracked param (results on a GPU differ
@@ -59,8 +60,8 @@ def _make_cuda_deterministic() -> None:
     warnings.filterwarnings("ignore", message="nll_loss2d_forward_out_cuda_template does not have a deterministic")
 
 
-def _cpu_has_fast_bf16() -> bool:
-    """Whether oneDNN runs bf16 natively on this CPU (AVX-512 or AMX). Without it bf16 is emulated: measured
+def _cpu_has_native_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively on this CPU (AVX-512 BF16 or AMX). Without it bf16 is emulated: measured
     on a 2-core AVX2 EPYC, a 64-channel 3x3 convolution took 2,576 ms in bf16 against 33 ms in fp32, and a
     training step of the default model 4.5 s against 0.44 s."""
     try:
@@ -69,26 +70,65 @@ def _cpu_has_fast_bf16() -> bool:
         return False
 
 
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """The mixed-precision dtype for ``device``, or None for full fp32 precision.
+def _cpu_identity(cpuinfo: str) -> tuple[str, set[str]]:
+    """(vendor id, feature flags) of the first processor in a /proc/cpuinfo text."""
+    vendor, flags = "", set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "vendor_id" and not vendor:
+            vendor = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = set(value.split())
+    return vendor, flags
 
-    bf16 on GPUs that support it and on CPUs that run it natively (fp32's range: no loss scaling, no overflow
-    of large logits), fp16 on older GPUs, fp32 on CPUs that would only emulate bf16. Training and inference
-    use the same dtype on a device, so a teacher's logits are computed in the precision it was trained in."""
+
+def _read_cpuinfo() -> str:
+    try:
+        with open("/proc/cpuinfo") as file:
+            return file.read()
+    except OSError:  # not Linux: nothing known, fp32 (the safe choice)
+        return ""
+
+
+def cpu_prefers_bf16(cpuinfo: str | None = None, native_bf16: bool | None = None) -> bool:
+    """Whether bf16 trains faster than fp32 on this CPU, by the kinds measured (docs/performance.md: the default
+    model's training step alone, bf16 rate / fp32 rate):
+
+    - AMD EPYC (Zen 5) with AVX-512 BF16: 0.97-1.17 over five runs of the pipeline's step, 1.0 in the median;
+      1.11 on random inputs (bench/bench_models.py) → no gain worth fp32's exactness: fp32;
+    - Intel Xeon with AVX-512 BF16 and FP16 but no AMX: 0.75 (oneDNN's AVX-512 bf16 kernels lose to its fp32
+      ones there) → fp32;
+    - AVX2 only: bf16 emulated, 10x slower → fp32;
+    - Intel with AMX: bf16 runs on the AMX tiles, the case oneDNN's bf16 is built for → bf16 (no AMX machine
+      was lent while measuring: the rule follows oneDNN's design there, not a figure here).
+
+    So bf16 needs AMX and oneDNN's native bf16 support."""
+    if not (_cpu_has_native_bf16() if native_bf16 is None else native_bf16):
+        return False
+    _, flags = _cpu_identity(_read_cpuinfo() if cpuinfo is None else cpuinfo)
+    return "amx_bf16" in flags
+
+
+def resolve_precision(device: torch.device, precision: str) -> str:
+    """The precision a stage computes in on ``device``: ``precision`` itself, or for ``auto`` the faster one
+    there: bf16 on GPUs that have it (fp32's range: no loss scaling, no overflow of large logits), fp16 on older
+    GPUs, and on a CPU bf16 where :func:`cpu_prefers_bf16`, else fp32. Training, inference and evaluation all
+    resolve ``train.precision`` here, so a teacher's logits are computed in the precision it was trained in."""
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if _cpu_has_fast_bf16() else None
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_prefers_bf16() else "fp32"
 
 
-def precision_name(device: torch.device, enabled: bool) -> str:
-    """What autocast runs at on ``device``: "bf16", "fp16" or "fp32" (for log lines)."""
-    dtype = autocast_dtype(device) if enabled else None
-    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
+_AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def autocast_context(device: torch.device, enabled: bool):
-    """Mixed precision (see ``autocast_dtype``); a no-op when disabled or when the device has no fast dtype."""
-    dtype = autocast_dtype(device) if enabled else None
+def autocast_context(device: torch.device, precision: str):
+    """Mixed precision at ``precision`` (resolved by :func:`resolve_precision`); a no-op for fp32."""
+    dtype = _AUTOCAST_DTYPES[resolve_precision(device, precision)]
     if dtype is None:
         return nullcontext()
     return torch.autocast(device.type, dtype=dtype)

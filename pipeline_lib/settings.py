@@ -27,6 +27,9 @@ DATASETS = ("synthetic", "cityscapes", "voc", "folder")
 METHODS: tuple[str, ...] = ("st", "cbst", "da", "dars")  # the pseudo-label rules (pipeline_lib.pseudo_label.rules)
 INFERENCE_MODES = ("whole", "sliding")
 LOSSES = ("per_source", "pixel_mean")  # train.loss: see TrainSettings.loss
+# train.precision, for training, inference and evaluation alike: auto = the faster one on the device
+# (pipeline_lib.device.resolve_precision), or one of the others forced.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 PADDINGS = ("corner", "centre")
 # What a round's entry may say; the keys after the first three are optional (absent: train.*'s value).
 ROUND_KEYS = ("teacher", "init", "labeling_ratio", "iterations", "batch_size", "pseudo_fraction", "base_lr",
@@ -479,7 +482,7 @@ class TrainSettings:
     checkpoint_every: int
     log_every: int
     num_workers: int
-    autocast: bool
+    precision: str  # one of PRECISIONS, resolved per device by pipeline_lib.device.resolve_precision
     seed: int
 
     @classmethod
@@ -526,7 +529,7 @@ class TrainSettings:
             checkpoint_every=get("train.checkpoint_every", int, positive),
             log_every=get("train.log_every", int, positive),
             num_workers=get("train.num_workers", int, non_negative),
-            autocast=get("train.autocast", bool),
+            precision=train_precision(params),
             seed=get("seed", int),
         )
 
@@ -589,6 +592,7 @@ class InferenceSettings:
     stride: int | None
     flip: bool
     base_size: int | None  # the long side images are resized to before inference (None: as they are)
+    precision: str  # train.precision: a model is evaluated and pseudo-labelled in the precision it trained in
 
     @classmethod
     def from_params(cls, params: Params) -> InferenceSettings:
@@ -598,11 +602,21 @@ class InferenceSettings:
             crop = params.get("train.crop_size", int, positive)
         return cls(mode=mode, crop_size=crop, stride=params.get("inference.stride", int, positive, default=None),
                    flip=params.get("inference.flip", bool),
-                   base_size=params.get("inference.base_size", int, positive, default=None))
+                   base_size=params.get("inference.base_size", int, positive, default=None),
+                   precision=train_precision(params))
 
     def as_kwargs(self) -> dict:
         return {"mode": self.mode, "crop_size": self.crop_size, "stride": self.stride, "flip": self.flip,
-                "base_size": self.base_size}
+                "base_size": self.base_size, "precision": self.precision}
+
+
+def train_precision(params: Params) -> str:
+    """``train.precision``; the boolean ``train.autocast`` it replaced is refused with its equivalent."""
+    old = params.raw("train.autocast", None)
+    if old is not None:
+        equivalent = {True: "auto", False: "fp32"}.get(old, "auto | fp32 | bf16 | fp16")
+        raise params.fail("train.autocast", f"was replaced by train.precision; write `precision: {equivalent}`")
+    return params.get("train.precision", str, one_of(*PRECISIONS))
 
 
 def images_per_shard(params: Params) -> int:

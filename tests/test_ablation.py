@@ -44,7 +44,7 @@ from pipeline_lib.ablation import (
 from pipeline_lib.ablation_figure import plot_class_shares, plot_round0_curve, plot_scores, score_series, spread_apart
 from pipeline_lib.ablation_record import ablation_table, merge_rows, read_record, record_json, record_row
 from pipeline_lib.comparison import RunResults
-from pipeline_lib.device import pick_device, precision_name
+from pipeline_lib.device import pick_device, resolve_precision
 from pipeline_lib.errors import UserError
 from pipeline_lib.settings import Params
 from pipeline_project import REPO, dvc, make_project, run
@@ -613,7 +613,7 @@ def test_the_grid_runs_into_its_record_which_outlives_the_experiments(tmp_path):
     assert f"recorded dars-s0-{grid} in outputs/ablation_runs.json" in out and "| DARS |" in out
     # Each round's device and precision went from its checkpoint, through evaluation.json, into the record.
     device = pick_device()
-    precision = precision_name(device, Params.load(project / "params.yaml").raw("train.autocast"))
+    precision = resolve_precision(device, Params.load(project / "params.yaml").raw("train.precision"))
     assert [entry["trained_with"] for entry in rows[0]["rounds"].values()] == [
         {"device": device.type, "precision": precision}] * 3
     assert f"Trained in {precision} on {device.type}." in out

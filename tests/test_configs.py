@@ -156,9 +156,9 @@ def test_each_paper_set_holds_the_authors_values(stem):
     assert tuple(s.labeling_ratio for s in round_schedule(p).values()) == expected["alphas"]
     assert all(s.init == "teacher" for s in round_schedule(p).values())
     assert InferenceSettings.from_params(p) == InferenceSettings("sliding", expected["crop"], None, True,
-                                                                 expected["base_size"])
+                                                                 expected["base_size"], "fp32")
     assert p.get("pseudo_label.method", str) == "dars" and not p.get("pseudo_label.temperature_scaling", bool)
-    assert p.get("distributed.sync_batchnorm", bool) and not p.get("train.autocast", bool)
+    assert p.get("distributed.sync_batchnorm", bool) and p.get("train.precision", str) == "fp32"
 
 
 def test_cityscapes_sets_split_as_the_authors():

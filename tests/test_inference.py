@@ -218,29 +218,51 @@ def test_upsample_logits_shape_and_constant():
     torch.testing.assert_close(out, torch.ones(3, 31, 41))
 
 
-def test_bf16_autocast_on_cpu_is_close(monkeypatch):
-    from pipeline_lib import device
-
-    monkeypatch.setattr(device, "_cpu_has_fast_bf16", lambda: True)  # bf16 even where the CPU only emulates it
+def test_bf16_on_cpu_is_close():
     model = make(ContextModel)
     x = image(48, 64)
-    exact = predict_logits(model, x, autocast=False)
-    approx = predict_logits(model, x, autocast=True)
+    exact = predict_logits(model, x, precision="fp32")
+    approx = predict_logits(model, x, precision="bf16")  # bf16 even where the CPU only emulates it
     assert approx.dtype == torch.float32
     assert (approx - exact).abs().max() < 0.05 * exact.abs().max()
+    assert not torch.equal(approx, exact)
 
 
-def test_cpus_without_native_bf16_run_autocast_in_fp32(monkeypatch):
+EPYC_ZEN5 = "vendor_id\t: AuthenticAMD\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n"
+XEON_NO_AMX = "vendor_id\t: GenuineIntel\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_fp16\n"
+XEON_AMX = "vendor_id\t: GenuineIntel\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+EPYC_AVX2 = "vendor_id\t: AuthenticAMD\nflags\t\t: fpu avx2\n"
+
+
+@pytest.mark.parametrize("cpuinfo, native, expected", [
+    (EPYC_ZEN5, True, False),     # measured: bf16 1.0x fp32 in the median
+    (XEON_NO_AMX, True, False),   # measured: bf16 0.75x fp32
+    (XEON_AMX, True, True),
+    (EPYC_AVX2, False, False),    # emulated: 10x slower
+    (XEON_AMX, False, False),     # a torch whose oneDNN cannot run bf16 natively here
+    ("", True, False),            # nothing known (not Linux): fp32
+])
+def test_auto_precision_on_a_cpu_follows_the_measured_kinds(cpuinfo, native, expected):
     from pipeline_lib import device
 
-    monkeypatch.setattr(device, "_cpu_has_fast_bf16", lambda: False)
+    assert device.cpu_prefers_bf16(cpuinfo, native) is expected
+
+
+def test_auto_resolves_per_cpu_and_forced_precisions_stay(monkeypatch):
+    from pipeline_lib import device
+
     cpu = torch.device("cpu")
-    assert device.autocast_dtype(cpu) is None and device.precision_name(cpu, True) == "fp32"
+    monkeypatch.setattr(device, "cpu_prefers_bf16", lambda: False)
+    assert device.resolve_precision(cpu, "auto") == "fp32"
     model = make(ContextModel)
     x = image(48, 64)
-    assert torch.equal(predict_logits(model, x, autocast=True), predict_logits(model, x, autocast=False))
-    monkeypatch.setattr(device, "_cpu_has_fast_bf16", lambda: True)
-    assert device.autocast_dtype(cpu) == torch.bfloat16 and device.precision_name(cpu, False) == "fp32"
+    assert torch.equal(predict_logits(model, x, precision="auto"), predict_logits(model, x, precision="fp32"))
+    monkeypatch.setattr(device, "cpu_prefers_bf16", lambda: True)
+    assert device.resolve_precision(cpu, "auto") == "bf16"
+    assert torch.equal(predict_logits(model, x, precision="auto"), predict_logits(model, x, precision="bf16"))
+    assert [device.resolve_precision(cpu, p) for p in ("fp32", "bf16", "fp16")] == ["fp32", "bf16", "fp16"]
+    with pytest.raises(UserError, match="unknown precision 'fp8'"):
+        device.resolve_precision(cpu, "fp8")
 
 
 def test_deterministic():

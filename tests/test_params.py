@@ -43,7 +43,9 @@ def test_round_config_uses_the_round_augmentation():
     ("train.base_lr", -0.1, "'train.base_lr' must be > 0, got -0.1"),
     ("train.base_lr", "fast", "'train.base_lr' must be a float, got 'fast'"),
     ("train.iterations", 2.5, "'train.iterations' must be a int, got 2.5"),
-    ("train.autocast", "yes", "'train.autocast' must be a bool"),
+    ("train.precision", "fp8", "'train.precision' must be one of auto, fp32, bf16, fp16, got 'fp8'"),
+    ("train.autocast", True, "'train.autocast' was replaced by train.precision; write `precision: auto`, got True"),
+    ("train.autocast", False, "'train.autocast' was replaced by train.precision; write `precision: fp32`, got False"),
 ])
 def test_bad_values_name_key_and_value(key, value, message):
     data = default_params()

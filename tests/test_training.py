@@ -9,7 +9,7 @@ import yaml
 
 from pipeline_lib.data.prepared import load_spec, read_split
 from pipeline_lib.data.synthetic.dataset import prepare_synthetic
-from pipeline_lib.device import pick_device, precision_name
+from pipeline_lib.device import pick_device, resolve_precision
 from pipeline_lib.errors import UserError
 from pipeline_lib.models.build import build_model
 from pipeline_lib.models.checkpoint import load_checkpoint, save_checkpoint
@@ -38,7 +38,7 @@ def config(**changes) -> TrainSettings:
     values = dict(iterations=4, batch_size=2, crop_size=64, base_lr=0.01, head_lr_multiplier=10.0, momentum=0.9,
                   weight_decay=1e-4, poly_power=0.9, aux_weight=0.4, loss="pixel_mean", optimizer_state="fresh",
                   labeled_augmentation=BETA_1, pseudo_augmentation=BETA_1, pseudo_fraction=0.0, checkpoint_every=2, log_every=1, num_workers=0,
-                  autocast=False, seed=0)
+                  precision="fp32", seed=0)
     values.update(changes)
     return TrainSettings(**values)
 
@@ -173,9 +173,9 @@ def test_labelled_only_control_round_needs_no_pseudo_labels(prepared, tmp_path):
     assert checkpoint["provenance"]["teacher"] == "r0"
     assert "pseudo_labels_sha256" not in checkpoint["provenance"]
     assert checkpoint["provenance"]["train"]["pseudo_fraction"] == 0
-    # train.autocast only asks for a fast dtype: the checkpoint says what the device gave (bf16 or fp32 on a CPU).
+    # train.precision auto asks for the device's faster one: the checkpoint says what it was (bf16 or fp32 on a CPU).
     device = pick_device()
-    precision = precision_name(device, params["train"]["autocast"])
+    precision = resolve_precision(device, params["train"]["precision"])
     assert checkpoint["provenance"]["trained_with"] == {"device": device.type, "precision": precision}
 
 

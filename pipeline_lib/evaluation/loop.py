@@ -19,7 +19,7 @@ from pipeline_lib.progress import track
 def evaluate(model: torch.nn.Module, samples: list[Sample], spec: DatasetSpec, device: torch.device,
              mode: str = "whole", crop_size: int | None = None, stride: int | None = None, flip: bool = False,
              tail_classes: Sequence[int] = (), progress: bool = True,
-             autocast: bool | None = None, base_size: int | None = None) -> tuple[dict, np.ndarray]:
+             precision: str = "auto", base_size: int | None = None) -> tuple[dict, np.ndarray]:
     """Score ``model`` on ``samples`` (each must have a label); returns (metrics dict, (C, C) confusion).
 
     The model is put in eval mode for the loop and returned to its previous mode afterwards.
@@ -40,7 +40,7 @@ def evaluate(model: torch.nn.Module, samples: list[Sample], spec: DatasetSpec, d
             image = load_image(sample.image)
             label = load_label(sample.label, spec, image.shape[:2])  # ignore is 255 from here on
             prediction = predict_labels(model, normalize_image(image).to(device), label.shape, mode=mode,
-                                        crop_size=crop_size, stride=stride, flip=flip, autocast=autocast,
+                                        crop_size=crop_size, stride=stride, flip=flip, precision=precision,
                                         base_size=base_size)
             if prediction.max(initial=0) >= classes.num_classes:
                 raise UserError(f"the model predicts class {prediction.max()} but dataset {spec.name!r} has "

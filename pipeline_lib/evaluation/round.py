@@ -8,7 +8,7 @@ from pathlib import Path
 from pipeline_lib.atomic import write_json, write_text
 from pipeline_lib.data.classes import class_shares
 from pipeline_lib.data.prepared import load_class_distribution, load_spec, read_split
-from pipeline_lib.device import pick_device
+from pipeline_lib.device import pick_device, resolve_precision
 from pipeline_lib.evaluation.loop import evaluate
 from pipeline_lib.evaluation.metrics import summary_metrics, tail_classes_from_shares
 from pipeline_lib.layout import RoundPaths
@@ -34,6 +34,7 @@ def evaluate_round(round_name: str, evaluate_settings: EvaluateSettings, inferen
     trained_with = (checkpoint.get("provenance") or {}).get("trained_with")
     if trained_with is not None:  # absent from checkpoints saved before it was recorded
         metrics["trained_with"] = trained_with
+    metrics["evaluated_with"] = {"device": device.type, "precision": resolve_precision(device, inference.precision)}
     write_json(paths.evaluation, metrics)
     write_json(paths.metrics, summary_metrics(metrics))
     iou = {name: "" if value is None else value for name, value in metrics["iou"].items()}

@@ -17,3 +17,12 @@ def normalize_image(image: np.ndarray) -> torch.Tensor:
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
     return tensor.sub_(mean).div_(std)
+
+
+def normalize_batch(images: torch.Tensor) -> torch.Tensor:
+    """(N, H, W, 3) uint8 RGB -> (N, 3, H, W) float32, ImageNet-normalised, on the images' device, contiguous:
+    the values and layout of :func:`normalize_image` of each image, stacked (as training batches were)."""
+    tensor = images.permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
+    return tensor.sub_(mean).div_(std).contiguous()

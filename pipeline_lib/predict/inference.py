@@ -40,15 +40,8 @@ def output_stride_of(model: torch.nn.Module) -> int:
     return stride
 
 
-def _autocast_context(device: torch.device, autocast: bool | None):
-    # Default: mixed precision on CUDA, in the dtype training uses there (pipeline_lib.device), full fp32
-    # on the CPU (bf16 on CPU is slower on many machines and changes results; opt in with autocast=True).
-    enabled = device.type == "cuda" if autocast is None else autocast
-    return autocast_context(device, enabled)
-
-
-def _forward(model: torch.nn.Module, batch: torch.Tensor, autocast: bool | None) -> torch.Tensor:
-    with _autocast_context(batch.device, autocast):
+def _forward(model: torch.nn.Module, batch: torch.Tensor, precision: str) -> torch.Tensor:
+    with autocast_context(batch.device, precision):
         out = model(batch)
     logits = out["out"] if isinstance(out, dict) else out
     return logits.float()
@@ -70,7 +63,7 @@ def window_offsets(cells: int, window_cells: int, step_cells: int) -> list[int]:
 
 
 def _sliding(model: torch.nn.Module, image: torch.Tensor, cells_h: int, cells_w: int, crop: int,
-             stride: int, out_stride: int, window_batch: int, autocast: bool | None) -> torch.Tensor:
+             stride: int, out_stride: int, window_batch: int, precision: str) -> torch.Tensor:
     window_cells = crop // out_stride
     step_cells = stride // out_stride
     rows = window_offsets(cells_h, window_cells, step_cells)
@@ -84,7 +77,7 @@ def _sliding(model: torch.nn.Module, image: torch.Tensor, cells_h: int, cells_w:
         chunk = offsets[start:start + window_batch]
         batch = torch.stack([image[:, r * out_stride:r * out_stride + crop, c * out_stride:c * out_stride + crop]
                              for r, c in chunk])
-        logits = _forward(model, batch, autocast)
+        logits = _forward(model, batch, precision)
         if logits.shape[-2] < window_cells or logits.shape[-1] < window_cells:
             raise ValueError(f"model returned {tuple(logits.shape[-2:])} logits for a {crop}x{crop} window; "
                              f"expected at least {window_cells} per side at output stride {out_stride}")
@@ -97,16 +90,16 @@ def _sliding(model: torch.nn.Module, image: torch.Tensor, cells_h: int, cells_w:
 
 
 def _single_pass(model: torch.nn.Module, image: torch.Tensor, mode: str, crop: int | None, stride: int | None,
-                 out_stride: int, window_batch: int, autocast: bool | None) -> torch.Tensor:
+                 out_stride: int, window_batch: int, precision: str) -> torch.Tensor:
     """Logits on the grid described in the module docstring, for an image already padded to it."""
     cells_h, cells_w = image.shape[-2] // out_stride, image.shape[-1] // out_stride
     if mode == "whole":
-        logits = _forward(model, image[None], autocast)[0]
+        logits = _forward(model, image[None], precision)[0]
         if logits.shape[-2] < cells_h or logits.shape[-1] < cells_w:
             raise ValueError(f"model returned {tuple(logits.shape[-2:])} logits for a "
                              f"{image.shape[-2]}x{image.shape[-1]} input; expected {cells_h}x{cells_w}")
         return logits[:, :cells_h, :cells_w]
-    return _sliding(model, image, cells_h, cells_w, crop, stride, out_stride, window_batch, autocast)
+    return _sliding(model, image, cells_h, cells_w, crop, stride, out_stride, window_batch, precision)
 
 
 def resolve_sliding(crop_size: int | None, stride: int | None, out_stride: int) -> tuple[int, int]:
@@ -147,16 +140,16 @@ def resize_for_inference(image: torch.Tensor, base_size: int | None) -> torch.Te
 
 
 def predict_logits(model: torch.nn.Module, image: torch.Tensor, mode: str = "whole", crop_size: int | None = None,
-                   stride: int | None = None, flip: bool = False, autocast: bool | None = None,
+                   stride: int | None = None, flip: bool = False, precision: str = "auto",
                    window_batch: int = 4, base_size: int | None = None) -> torch.Tensor:
     """Logits (C, ceil(h/s), ceil(w/s)) for a normalised (3, H, W) image on the model's device, where (h, w)
     is :func:`inference_size` of (H, W): the image itself, or resized to ``base_size`` on its long side.
 
     ``mode`` "whole" runs one forward pass; "sliding" averages ``crop_size`` windows every ``stride``
     pixels (default ceil(2/3 crop)). ``flip`` also predicts the horizontally mirrored image and
-    averages (after mirroring its logits back). ``autocast``: None = AMP on CUDA only; True/False
-    forces it (bf16 on CPU). ``window_batch`` windows go through the model at once. The model should
-    be in eval mode; gradients are off.
+    averages (after mirroring its logits back). ``precision``: one of train.precision's values, resolved on
+    the model's device as training resolves it (``auto``: the device's faster one). ``window_batch`` windows
+    go through the model at once. The model should be in eval mode; gradients are off.
     """
     if mode not in MODES:
         raise UserError(f"unknown inference mode {mode!r}; expected one of {', '.join(MODES)}")
@@ -170,11 +163,11 @@ def predict_logits(model: torch.nn.Module, image: torch.Tensor, mode: str = "who
     padded = _pad_bottom_right(image, math.ceil(height / out_stride) * out_stride,
                                math.ceil(width / out_stride) * out_stride)
     with torch.inference_mode():
-        logits = _single_pass(model, padded, mode, crop_size, stride, out_stride, window_batch, autocast)
+        logits = _single_pass(model, padded, mode, crop_size, stride, out_stride, window_batch, precision)
         if flip:
             # The padded width is a multiple of the stride, so mirrored cells coincide with the originals.
             mirrored = _single_pass(model, padded.flip(-1), mode, crop_size, stride, out_stride, window_batch,
-                                    autocast)
+                                    precision)
             logits = (logits + mirrored.flip(-1)) / 2
     return logits
 

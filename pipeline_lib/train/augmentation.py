@@ -73,10 +73,18 @@ def gaussian_blur(image: np.ndarray, size: int) -> np.ndarray:
 def colour_jitter(image: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
     """Brightness, contrast and saturation factors drawn from [1 - amount, 1 + amount]."""
     brightness, contrast, saturation = rng.uniform(max(0.0, 1 - amount), 1 + amount, size=3)
+    # gray + (image - gray)·s, then mean + (image - mean)·c, in place: the same float64 operations in the same
+    # order (an addition's operands commute exactly), without a new array per step or a second mean.
     image = image * brightness
     gray = image.mean(axis=2, keepdims=True)
-    image = gray + (image - gray) * saturation
-    return image.mean() + (image - image.mean()) * contrast
+    image -= gray
+    image *= saturation
+    image += gray
+    mean = image.mean()
+    image -= mean
+    image *= contrast
+    image += mean
+    return image
 
 
 def random_crop(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, crop_size: int,

@@ -20,14 +20,15 @@ from torch.utils.data import DataLoader, Sampler
 
 from pipeline_lib.atomic import atomic_path, write_text
 from pipeline_lib.data.classes import IGNORE_INDEX
-from pipeline_lib.device import autocast_context, autocast_dtype
+from pipeline_lib.device import autocast_context, resolve_precision
 from pipeline_lib.distributed import DistributedRun, rank_seed
 from pipeline_lib.errors import UserError
 from pipeline_lib.models.build import parameter_groups
 from pipeline_lib.models.checkpoint import first_line
+from pipeline_lib.models.normalization import normalize_batch
 from pipeline_lib.progress import track
 from pipeline_lib.settings import TrainSettings
-from pipeline_lib.train.images import MixedSources, TrainingImages
+from pipeline_lib.train.images import MixedSources, TrainingImages, load_at_idle_priority
 from pipeline_lib.train.loss import PerSourceForward, per_source_loss, segmentation_loss, source_counts
 
 
@@ -92,7 +93,7 @@ def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImage
                                 weight_decay=config.weight_decay)
 
     # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none.
-    scaler = torch.amp.GradScaler(device.type, enabled=config.autocast and autocast_dtype(device) == torch.float16)
+    scaler = torch.amp.GradScaler(device.type, enabled=resolve_precision(device, config.precision) == "fp16")
     if momentum is not None:
         load_momentum(optimizer, momentum)  # a resume state below replaces it with the interrupted run's
 
@@ -143,7 +144,8 @@ def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImage
     batches = IterationBatches([len(s) for s in sources], per_batch, config.seed, start, config.iterations,
                                run.rank, run.world_size)
     loader = DataLoader(MixedSources(sources), batch_sampler=batches, num_workers=config.num_workers,
-                        persistent_workers=False, pin_memory=device.type == "cuda")
+                        persistent_workers=False, pin_memory=device.type == "cuda",
+                        worker_init_fn=load_at_idle_priority if device.type == "cpu" else None)
 
     live = None
     if run.is_main:
@@ -165,13 +167,13 @@ def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImage
     for iteration, (images, targets) in enumerate(bar, start):
         for group in optimizer.param_groups:
             group["lr"] = poly_lr(group["initial_lr"], iteration, config.iterations, config.poly_power)
-        images = images.to(device, non_blocking=True)
-        targets = targets.to(device, non_blocking=True)
+        images = normalize_batch(images.to(device, non_blocking=True))
+        targets = targets.to(device, non_blocking=True).long()
         if per_source:
             valid = [float((part != IGNORE_INDEX).sum()) for part in targets.split(counts)]
             if distributed:
                 valid = run.sum_over_ranks(valid)
-            with autocast_context(device, config.autocast):
+            with autocast_context(device, config.precision):
                 outputs = forward(images, counts)
             loss = per_source_loss(outputs, targets, counts, valid, config.aux_weight, run.world_size)
         else:
@@ -181,7 +183,7 @@ def train(model: torch.nn.Module, labeled: TrainingImages, pseudo: TrainingImage
                 # non-ignored pixels / world size) gives exactly the gradient of the whole batch's pixel mean.
                 valid = run.sum_over_ranks([float((targets != IGNORE_INDEX).sum())])[0]
                 pixel_normalizer = max(valid, 1.0) / run.world_size
-            with autocast_context(device, config.autocast):
+            with autocast_context(device, config.precision):
                 outputs = forward(images)
             loss = segmentation_loss(outputs, targets, config.aux_weight, pixel_normalizer)
         if not math.isfinite(loss.item()):

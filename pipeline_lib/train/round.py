@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from pipeline_lib.data.prepared import load_spec, read_split
-from pipeline_lib.device import precision_name
+from pipeline_lib.device import resolve_precision
 from pipeline_lib.distributed import DistributedRun
 from pipeline_lib.errors import UserError
 from pipeline_lib.layout import RoundPaths, file_sha256
@@ -35,9 +35,10 @@ def train_round(run: DistributedRun, round_name: str, settings: TrainSettings, m
     labeled = TrainingImages(read_split(prepared, "labeled", spec), spec, settings.labeled_augmentation,
                              settings.crop_size)
     provenance = base_provenance(round_name, settings, arch, prepared)
-    # train.autocast only asks for the device's fast dtype, so the same params train in bf16 on one machine and
-    # fp32 on another, with other numbers (README, "Which machine"): the checkpoint says which it was.
-    provenance["trained_with"] = {"device": run.device.type, "precision": precision_name(run.device, settings.autocast)}
+    # train.precision auto asks for the device's faster precision, so the same params train in bf16 on one machine
+    # and fp32 on another, with other numbers (README, "Which machine"): the checkpoint says which it was.
+    precision = resolve_precision(run.device, settings.precision)
+    provenance["trained_with"] = {"device": run.device.type, "precision": precision}
 
     pseudo, momentum = None, None
     torch.manual_seed(settings.seed)  # random initialisation draws from the global generator
@@ -84,7 +85,7 @@ def train_round(run: DistributedRun, round_name: str, settings: TrainSettings, m
                                      "sync_batchnorm": sync_batchnorm}
     if run.is_main:
         where = f"{run.world_size} × {run.device.type} ({run.backend})" if run.world_size > 1 else str(run.device)
-        report(f"training {round_name}: {arch} on {where} ({precision_name(run.device, settings.autocast)}), "
+        report(f"training {round_name}: {arch} on {where} ({precision}), "
                f"{settings.iterations} iterations, batch {settings.batch_split(pseudo is not None)} (labelled, pseudo)")
     model, momentum = train(model, labeled, pseudo, settings, run.device, resume_dir / round_name,
                             resume_fingerprint(provenance), paths.train_log, run=run, sync_batchnorm=sync_batchnorm,

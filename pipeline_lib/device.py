@@ -109,16 +109,26 @@ def cpu_prefers_bf16(cpuinfo: str | None = None, native_bf16: bool | None = None
     return "amx_bf16" in flags
 
 
-def resolve_precision(device: torch.device, precision: str) -> str:
-    """The precision a stage computes in on ``device``: ``precision`` itself, or for ``auto`` the faster one
-    there: bf16 on GPUs that have it (fp32's range: no loss scaling, no overflow of large logits), fp16 on older
-    GPUs, and on a CPU bf16 where :func:`cpu_prefers_bf16`, else fp32. Training, inference and evaluation all
-    resolve ``train.precision`` here, so a teacher's logits are computed in the precision it was trained in."""
+# Models that train faster in fp32 (TF32 convolutions) than in bf16 autocast on a GPU. Measured on an H200
+# (bench/bench_models.py, img/s of a training step, fp32 / bf16): LR-ASPP MobileNetV3 427 / 296 at batch 8, 128²,
+# and 820 / 532 at batch 16, 256² (its depthwise convolutions and small tensors gain nothing from bf16, and the
+# casts cost); PSPNet-50 282 / 315 at batch 16, 256² (bf16 1.12x).
+FP32_ON_GPU = ("lraspp_mobilenet_v3_large",)
+
+
+def resolve_precision(device: torch.device, precision: str, arch: str | None = None) -> str:
+    """The precision a stage computes in on ``device`` for a model of architecture ``arch``: ``precision``
+    itself, or for ``auto`` the faster one there. On a GPU bf16 (fp32's range: no loss scaling, no overflow of
+    large logits; fp16 on GPUs without bf16), but fp32 for the models in FP32_ON_GPU; on a CPU bf16 where
+    :func:`cpu_prefers_bf16`, else fp32. Training, inference and evaluation all resolve ``train.precision`` with
+    the model's architecture here, so a teacher's logits are computed in the precision it was trained in."""
     if precision not in PRECISIONS:
         raise UserError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
     if precision != "auto":
         return precision
     if device.type == "cuda":
+        if arch in FP32_ON_GPU:
+            return "fp32"
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "bf16" if cpu_prefers_bf16() else "fp32"
 
@@ -127,7 +137,8 @@ _AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def autocast_context(device: torch.device, precision: str):
-    """Mixed precision at ``precision`` (resolved by :func:`resolve_precision`); a no-op for fp32."""
+    """Mixed precision at ``precision`` (resolved by :func:`resolve_precision`, without an architecture: stages
+    resolve with theirs first); a no-op for fp32."""
     dtype = _AUTOCAST_DTYPES[resolve_precision(device, precision)]
     if dtype is None:
         return nullcontext()

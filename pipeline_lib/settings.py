@@ -616,7 +616,8 @@ def train_precision(params: Params) -> str:
     if old is not None:
         equivalent = {True: "auto", False: "fp32"}.get(old, "auto | fp32 | bf16 | fp16")
         raise params.fail("train.autocast", f"was replaced by train.precision; write `precision: {equivalent}`")
-    return params.get("train.precision", str, one_of(*PRECISIONS))
+    # A params file for `dars predict` alone may hold only its inference section: auto then.
+    return params.get("train.precision", str, one_of(*PRECISIONS), default="auto")
 
 
 def images_per_shard(params: Params) -> int:

@@ -53,7 +53,7 @@ def train():
     for _ in range(10):
         images = torch.randn(4, 3, 96, 96, generator=generator).to(device)
         labels = torch.randint(0, 19, (4, 96, 96), generator=generator).to(device)
-        with autocast_context(device, True):
+        with autocast_context(device, "auto"):
             loss = segmentation_loss(model(images), labels, 0.4)
         optimizer.zero_grad()
         loss.backward()

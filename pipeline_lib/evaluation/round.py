@@ -3,6 +3,7 @@ evaluation as an artifact and per-class IoU as a DVC plot."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from pipeline_lib.atomic import write_json, write_text
@@ -29,12 +30,13 @@ def evaluate_round(round_name: str, evaluate_settings: EvaluateSettings, inferen
     paths = RoundPaths.of(outputs, round_name)
     model, checkpoint = load_checkpoint(paths.model, expect_classes=names)
     device = pick_device()
+    inference = replace(inference, precision=resolve_precision(device, inference.precision, checkpoint["arch"]))
     metrics, _ = evaluate(model.to(device).eval(), read_split(prepared, "val", spec), spec, device,
                           tail_classes=tail, **inference.as_kwargs())
     trained_with = (checkpoint.get("provenance") or {}).get("trained_with")
     if trained_with is not None:  # absent from checkpoints saved before it was recorded
         metrics["trained_with"] = trained_with
-    metrics["evaluated_with"] = {"device": device.type, "precision": resolve_precision(device, inference.precision)}
+    metrics["evaluated_with"] = {"device": device.type, "precision": inference.precision}
     write_json(paths.evaluation, metrics)
     write_json(paths.metrics, summary_metrics(metrics))
     iou = {name: "" if value is None else value for name, value in metrics["iou"].items()}

@@ -5,12 +5,14 @@ logits, for the confidence stage to use when temperature scaling is on)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from pipeline_lib.data.prepared import DatasetSpec, Sample, image_size, load_image, load_label, load_spec, read_split
+from pipeline_lib.device import resolve_precision
 from pipeline_lib.distributed import DistributedRun
 from pipeline_lib.infer.temperature import fit_temperature
 from pipeline_lib.layout import RoundPaths, file_sha256
@@ -33,6 +35,7 @@ def infer_round(run: DistributedRun, schedule: RoundSchedule, settings: Inferenc
     model, checkpoint = load_checkpoint(teacher_path, expect_classes=list(spec.classes.names))
     device = run.device
     model.to(device).eval()
+    settings = replace(settings, precision=resolve_precision(device, settings.precision, checkpoint["arch"]))
     paths = RoundPaths.of(outputs, schedule.name)
     attrs = {"checkpoint_sha256": file_sha256(teacher_path), "model_arch": checkpoint["arch"],
              "output_stride": int(model.output_stride), "teacher_round": schedule.teacher,

@@ -14,7 +14,7 @@ dataset (VOC, folder) hold the train ids themselves.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ from PIL import Image
 from pipeline_lib.atomic import atomic_path
 from pipeline_lib.data.classes import CITYSCAPES, VOC, ClassSet, cityscapes_train_id_to_label_id_lut, voc_palette_color
 from pipeline_lib.data.prepared import list_entries, load_image, load_spec
-from pipeline_lib.device import pick_device
+from pipeline_lib.device import pick_device, resolve_precision
 from pipeline_lib.errors import UserError
 from pipeline_lib.inspection.panels import blend_overlay
 from pipeline_lib.models.checkpoint import load_checkpoint
@@ -157,6 +157,7 @@ def segment_images(source: Path, model_path: Path, out: Path, inference: Inferen
     colours = np.asarray(classes.colors, np.uint8)
     device = pick_device()
     model = model.to(device).eval()
+    inference = replace(inference, precision=resolve_precision(device, inference.precision, checkpoint["arch"]))
     written, skipped = 0, []
     for image_path, stem in track(jobs, desc="predict", unit="img"):
         try:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -37,7 +38,7 @@ def train_round(run: DistributedRun, round_name: str, settings: TrainSettings, m
     provenance = base_provenance(round_name, settings, arch, prepared)
     # train.precision auto asks for the device's faster precision, so the same params train in bf16 on one machine
     # and fp32 on another, with other numbers (README, "Which machine"): the checkpoint says which it was.
-    precision = resolve_precision(run.device, settings.precision)
+    precision = resolve_precision(run.device, settings.precision, arch)
     provenance["trained_with"] = {"device": run.device.type, "precision": precision}
 
     pseudo, momentum = None, None
@@ -87,7 +88,7 @@ def train_round(run: DistributedRun, round_name: str, settings: TrainSettings, m
         where = f"{run.world_size} × {run.device.type} ({run.backend})" if run.world_size > 1 else str(run.device)
         report(f"training {round_name}: {arch} on {where} ({precision}), "
                f"{settings.iterations} iterations, batch {settings.batch_split(pseudo is not None)} (labelled, pseudo)")
-    model, momentum = train(model, labeled, pseudo, settings, run.device, resume_dir / round_name,
+    model, momentum = train(model, labeled, pseudo, replace(settings, precision=precision), run.device, resume_dir / round_name,
                             resume_fingerprint(provenance), paths.train_log, run=run, sync_batchnorm=sync_batchnorm,
                             momentum=momentum)
     if run.is_main:

@@ -472,8 +472,10 @@ def test_the_benchmark_is_params_yaml_with_a_longer_round0_and_cool_rounds_only(
     workspace = Params.load(REPO / "params.yaml")
     benchmark = Params.load(REPO / "configs" / "benchmark_synthetic.yaml")
     overrides = settings_overrides(workspace, benchmark)
-    assert overrides == ["-S", "train.iterations=16000", "-S", "+rounds.r1.base_lr=0.01",
-                         "-S", "+rounds.r2.base_lr=0.01"]
+    # Beside those, the benchmark keeps what its recorded grid ran with (its grid key hashes them): bf16, which
+    # `auto` no longer picks on those CPUs, and one loading process (a speed knob: batches are the same for any).
+    assert overrides == ["-S", "train.iterations=16000", "-S", "train.num_workers=1", "-S", "train.precision='bf16'",
+                         "-S", "+rounds.r1.base_lr=0.01", "-S", "+rounds.r2.base_lr=0.01"]
     assert _applied_by_dvc(tmp_path, overrides) == benchmark.data
 
 
@@ -613,7 +615,8 @@ def test_the_grid_runs_into_its_record_which_outlives_the_experiments(tmp_path):
     assert f"recorded dars-s0-{grid} in outputs/ablation_runs.json" in out and "| DARS |" in out
     # Each round's device and precision went from its checkpoint, through evaluation.json, into the record.
     device = pick_device()
-    precision = resolve_precision(device, Params.load(project / "params.yaml").raw("train.precision"))
+    project_params = Params.load(project / "params.yaml")
+    precision = resolve_precision(device, project_params.raw("train.precision"), project_params.raw("model.arch"))
     assert [entry["trained_with"] for entry in rows[0]["rounds"].values()] == [
         {"device": device.type, "precision": precision}] * 3
     assert f"Trained in {precision} on {device.type}." in out

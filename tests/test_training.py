@@ -175,7 +175,7 @@ def test_labelled_only_control_round_needs_no_pseudo_labels(prepared, tmp_path):
     assert checkpoint["provenance"]["train"]["pseudo_fraction"] == 0
     # train.precision auto asks for the device's faster one: the checkpoint says what it was (bf16 or fp32 on a CPU).
     device = pick_device()
-    precision = resolve_precision(device, params["train"]["precision"])
+    precision = resolve_precision(device, params["train"]["precision"], checkpoint["arch"])
     assert checkpoint["provenance"]["trained_with"] == {"device": device.type, "precision": precision}
 
 

@@ -1,5 +1,5 @@
 """Training throughput of each architecture on the CPU or a GPU: fp32, bf16 autocast as the pipeline trains
-(``train.autocast``), and bf16 with channels_last memory format.
+(``train.precision: bf16``), and bf16 with channels_last memory format.
 
 One training step = forward, cross-entropy on the logits upsampled to the crop (plus 0.4 × the
 aux loss where there is an aux head), backward, SGD step. Prints images per second of the

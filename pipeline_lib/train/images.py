@@ -80,9 +80,10 @@ def _tensor(array: np.ndarray) -> torch.Tensor:
 def load_at_idle_priority(worker_id: int) -> None:
     """DataLoader ``worker_init_fn`` for training on the CPU: the loading processes run only on what the compute
     threads leave idle. At normal priority a worker takes a core from one of torch's threads, and the other
-    waits for it at every parallel region's end: measured on a 2-core EPYC (bench/bench_training_loop.py), one
-    normal worker gave the loop 0.80 of the pure step's rate and loading in the main process 0.85; two idle-
-    priority workers (their prefetched batches bridge the busy stretches) 0.89, with the decoded cache 0.9+."""
+    waits for it at every parallel region's end: measured on a 2-core EPYC (bench/bench_training_loop.py, fp32),
+    one normal worker gave the loop 0.73-0.81 of the pure step's rate and loading in the main process 0.85; two
+    idle-priority workers (their prefetched batches bridge the busy stretches) with the decoded cache and uint8
+    batches 0.84 in the median of three pairs (0.88-0.92 in single runs)."""
     import os
 
     if hasattr(os, "sched_setscheduler"):  # Linux
@@ -96,20 +97,6 @@ class MixedSources(Dataset):
 
     def __init__(self, sources: list[TrainingImages]) -> None:
         self.sources = sources
-
-    def decoded(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Image and label of sample ``index``, decoded once and kept (read-only) while the cache has room."""
-        cached = self._decoded.get(index)
-        if cached is not None:
-            return cached
-        image = load_image(self.samples[index].image)
-        label = self.label(index, image.shape[:2])
-        if self._decoded_bytes + image.nbytes + label.nbytes <= DECODED_CACHE_BYTES:
-            image.setflags(write=False)
-            label.setflags(write=False)
-            self._decoded[index] = image, label
-            self._decoded_bytes += image.nbytes + label.nbytes
-        return image, label
 
     def __getitem__(self, key: tuple[int, int, int]):
         source, index, seed = key

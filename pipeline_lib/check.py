@@ -6,7 +6,11 @@ empty ``rounds`` or an empty file would surface first as DVC's own messages abou
 
 from __future__ import annotations
 
+import numpy as np
+
+from pipeline_lib.data.classes import known_class_set
 from pipeline_lib.errors import UserError
+from pipeline_lib.evaluation.metrics import tail_classes_from_shares
 from pipeline_lib.models.build import ARCHITECTURES  # torch-free: the model modules load only on build
 from pipeline_lib.settings import (
     BASELINE_ROUND,
@@ -38,7 +42,7 @@ def check_params(params: Params) -> list[str]:
         raise params.fail("rounds", "must define at least one self-training round, e.g. "
                                     "{r1: {teacher: r0, init: teacher, labeling_ratio: 0.2}}")
     schedule = round_schedule(params)
-    DataSettings.from_params(params)
+    data = DataSettings.from_params(params)
     model = ModelSettings.from_params(params)
     if model.arch not in ARCHITECTURES:
         raise params.fail("model.arch", f"must be one of {', '.join(ARCHITECTURES)}")
@@ -50,5 +54,12 @@ def check_params(params: Params) -> list[str]:
         PseudoLabelSettings.from_params(params, round_name)
     InferenceSettings.from_params(params)
     images_per_shard(params)
-    EvaluateSettings.from_params(params)
+    evaluate = EvaluateSettings.from_params(params)
+    classes = known_class_set(data.dataset)
+    if classes is not None and evaluate.tail_classes is not None:
+        # A misspelt name would otherwise stop the pipeline at evaluate_r0, after round 0 has trained.
+        try:
+            tail_classes_from_shares(np.zeros(classes.num_classes), None, evaluate.tail_classes, classes.names)
+        except UserError as exc:
+            raise params.fail("evaluate.tail_classes", f"names no {data.dataset} class ({exc})") from None
     return [BASELINE_ROUND, *schedule]

@@ -25,6 +25,7 @@ class RoundPaths:
     train_log = property(lambda self: self.root / "train_log")
     metrics = property(lambda self: self.root / "metrics.json")  # DVC metrics: the summary only
     evaluation = property(lambda self: self.root / "evaluation.json")  # the whole evaluation, per class too
+    test_evaluation = property(lambda self: self.root / "test_evaluation.json")  # on request; no DVC output
     per_class_iou = property(lambda self: self.root / "per_class_iou.csv")
     logits = property(lambda self: self.root / "logits.zarr")
     labeled_logits = property(lambda self: self.root / "labeled_logits.zarr")

@@ -23,7 +23,7 @@ from pipeline_lib.errors import UserError
 _MISSING = object()
 
 BASELINE_ROUND = "r0"  # the supervised model trained on the labelled split only
-DATASETS = ("synthetic", "cityscapes", "voc", "folder")
+DATASETS = ("synthetic", "cityscapes", "camvid", "voc", "folder")
 METHODS: tuple[str, ...] = ("st", "cbst", "da", "dars")  # the pseudo-label rules (pipeline_lib.pseudo_label.rules)
 INFERENCE_MODES = ("whole", "sliding")
 LOSSES = ("per_source", "pixel_mean")  # train.loss: see TrainSettings.loss
@@ -429,14 +429,16 @@ class DataSettings:
                                        "synthetic training images; need at least one labelled and one unlabelled")
             for key, value in lists.items():
                 if value is not None:
-                    raise params.fail(f"data.{key}", "is for cityscapes and voc; the synthetic split is generated")
+                    raise params.fail(f"data.{key}", "is for cityscapes, camvid and voc; the synthetic split is "
+                                                     "generated")
         else:
             synthetic = None
             if dataset == "folder":
                 for key, value in lists.items():
                     if value is not None:
-                        raise params.fail(f"data.{key}", "is for cityscapes and voc; a folder dataset has its "
-                                                         "own labelled/ and unlabelled/ folders or is split here")
+                        raise params.fail(f"data.{key}", "is for cityscapes, camvid and voc; a folder dataset "
+                                                         "has its own labelled/ and unlabelled/ folders or is "
+                                                         "split here")
         return cls(dataset=dataset, root=root, labeled_fraction=labeled_fraction, labeled_count=count,
                    val_fraction=params.get("data.val_fraction", float, open_fraction, default=None),
                    split_seed=params.get("data.split_seed", int), labeled_list=lists["labeled_list"],

@@ -1,5 +1,5 @@
 """evaluate: mIoU, per-class IoU and accuracy, pixel accuracy and tail/head mIoU of a round's model on the val
-split, printed as a class | IoU | Acc table."""
+split (or, on request, the test split), printed as a class | IoU | Acc table."""
 
 from __future__ import annotations
 
@@ -15,11 +15,19 @@ def evaluate(
     params: Path = typer.Option(Path("params.yaml"), help="Parameter file (reads evaluate.*, inference.*)."),
     prepared: Path = typer.Option(Path("data/prepared"), help="Prepared-dataset directory."),
     outputs: Path = typer.Option(Path("outputs"), help="Root of the per-round output directories."),
+    split: str = typer.Option("val", help="val (the pipeline's evaluation, its DVC metrics) or test: the "
+                              "dataset's test split where prepare found one (CamVid), written to "
+                              "test_evaluation.json only; report it after choosing on val."),
 ) -> None:
     """Evaluate outputs/<round>/model.pt on the val split; print the per-class table; write metrics.json (the
-    summary), evaluation.json (per class too) and per_class_iou.csv."""
+    summary), evaluation.json (per class too) and per_class_iou.csv. With --split test: the test split, written
+    to test_evaluation.json and nothing else."""
     from pipeline_lib.settings import EvaluateSettings, InferenceSettings, Params, check_round
 
+    from pipeline_lib.errors import UserError
+
+    if split not in ("val", "test"):
+        raise UserError(f"--split must be val or test; got {split!r}")
     p = Params.load(params)
     check_round(p, round_name)
     evaluate_settings, inference = EvaluateSettings.from_params(p), InferenceSettings.from_params(p)
@@ -27,9 +35,10 @@ def evaluate(
     from pipeline_lib.evaluation.metrics import class_table
     from pipeline_lib.evaluation.round import evaluate_round
 
-    metrics = evaluate_round(round_name, evaluate_settings, inference, prepared, outputs)
-    typer.echo(f"{round_name}, {metrics['images']} val images (×100):\n{class_table(metrics)}"
-               f"→ {outputs / round_name / 'metrics.json'}, evaluation.json")
+    metrics = evaluate_round(round_name, evaluate_settings, inference, prepared, outputs, split)
+    written = "test_evaluation.json" if split == "test" else "metrics.json, evaluation.json"
+    typer.echo(f"{round_name}, {metrics['images']} {split} images (×100):\n{class_table(metrics)}"
+               f"→ {outputs / round_name}/{written}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Tiny datasets in the exact on-disk layouts of Cityscapes, Pascal VOC (+SBD aug) and the folder dataset.
+"""Tiny datasets in the exact on-disk layouts of Cityscapes, CamVid (SegNet), Pascal VOC (+SBD aug) and the folder
+dataset.
 
 Labels are blocky (a coarse random grid of class ids) and each image is its label's class colour plus
 noise, so a model can actually learn them; everything is seeded, so two calls give identical bytes.
@@ -14,7 +15,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from pipeline_lib.data.classes import CITYSCAPES, VOC, cityscapes_label_id_lut
+from pipeline_lib.data.classes import CAMVID, CITYSCAPES, VOC, cityscapes_label_id_lut
 
 CITYSCAPES_LABEL_IDS = tuple(range(34))  # 0..33: the valid ones and the void/ignored ones
 GREY = (128, 128, 128)
@@ -63,6 +64,30 @@ def make_cityscapes_fixture(root: Path, cities: tuple[str, ...] = ("aachen", "bo
                 Image.fromarray(label_ids.astype(np.uint16) * 1000).save(gt / f"{stem}_gtFine_instanceIds.png")
                 (gt / f"{stem}_gtFine_polygons.json").write_text(
                     json.dumps({"imgHeight": size[0], "imgWidth": size[1], "objects": []}))
+    return root
+
+
+def make_camvid_fixture(root: Path, counts: dict[str, int] | None = None, size: tuple[int, int] = (24, 32),
+                        seed: int = 0, lists: bool = True) -> Path:
+    """CamVid as the SegNet tutorial ships it, under ``root``: ``<split>/`` RGB PNGs, ``<split>annot/``
+    single-channel class ids 0..10 with 11 = void, and (when ``lists``) ``<split>.txt`` naming both by the
+    authors' absolute paths (/SegNet/CamVid/...). ``counts``: images per split (default 16 train, 3 val, 2 test)."""
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    palette = CAMVID.palette(ignore_color=GREY)
+    sequences = ("0001TP", "0006R0", "0016E5")
+    for split, count in (counts or {"train": 16, "val": 3, "test": 2}).items():
+        (root / split).mkdir(parents=True, exist_ok=True)
+        (root / f"{split}annot").mkdir(parents=True, exist_ok=True)
+        lines = []
+        for index in range(count):
+            name = f"{sequences[index % 3]}_{len(split) * 1000 + 30 * index:06d}.png"
+            label = block_labels(rng, size, list(range(12)))  # 11: void
+            Image.fromarray(image_for(label, palette, rng)).save(root / split / name)
+            Image.fromarray(label).save(root / f"{split}annot" / name)
+            lines.append(f"/SegNet/CamVid/{split}/{name} /SegNet/CamVid/{split}annot/{name}")
+        if lists:
+            (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
     return root
 
 

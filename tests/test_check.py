@@ -47,6 +47,10 @@ CASES = {
                         "params.yaml: 'rounds.r1.labeling_ratio' must be in (0, 1], got 0"),
     "bad inference": (with_change(lambda p: p["inference"].update(stride=-3)),
                       "params.yaml: 'inference.stride' must be > 0, got -3"),
+    "misspelt tail class": (with_change(lambda p: (p["data"].update(dataset="camvid", root=str(REPO)),
+                                                   p["evaluate"].update(tail_classes=["pole", "sign"]))),
+                            "params.yaml: 'evaluate.tail_classes' names no camvid class (unknown tail class 'sign'; "
+                            "valid names: sky, building, pole, road,"),
     "not yaml": ("rounds: [unclosed\n", "params.yaml: not valid YAML"),
 }
 

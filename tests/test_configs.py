@@ -12,7 +12,8 @@ import pytest
 import torch
 import yaml
 
-from fixtures import make_cityscapes_fixture, make_voc_fixture
+from fixtures import make_camvid_fixture, make_cityscapes_fixture, make_voc_fixture
+from pipeline_lib.data.classes import known_class_set
 from pipeline_lib.data.prepared import read_split
 from pipeline_lib.data.splits import labeled_size
 from pipeline_lib.evaluation.metrics import tail_classes_from_shares
@@ -75,9 +76,10 @@ def test_every_stage_reads_it(config):
     ConfidenceSettings.from_params(p)
     p.get("self_training.pseudo_fraction", float)
     explicit = p.raw("evaluate.tail_classes", None)
-    names = [f"class{i}" for i in range(19)]
-    tail_classes_from_shares(np.full(19, 1 / 19), p.get("evaluate.tail_share_threshold", float, fraction),
-                             explicit if explicit is None or isinstance(explicit, list) else [explicit], names)
+    classes = known_class_set(p.get("data.dataset", str))
+    names = list(classes.names) if classes else [f"class{i}" for i in range(19)]
+    tail_classes_from_shares(np.full(len(names), 1 / len(names)),
+                             p.get("evaluate.tail_share_threshold", float, fraction), explicit if explicit is None or isinstance(explicit, list) else [explicit], names)
     arch = p.get("model.arch", str)
     assert arch in ARCHITECTURES
     p.get("model.pretrained_backbone", str, default=None)  # a path on the GPU machine, not here
@@ -97,6 +99,8 @@ def test_prepare_accepts_its_data_section(config, tmp_path):
         params["data"]["root"] = str(make_cityscapes_fixture(tmp_path / "cityscapes"))
     elif dataset == "voc":
         params["data"]["root"] = str(make_voc_fixture(tmp_path / "VOC2012"))
+    elif dataset == "camvid":
+        params["data"]["root"] = str(make_camvid_fixture(tmp_path / "CamVid"))
     else:
         assert dataset == "synthetic", f"{config.name}: no test data for dataset {dataset!r}"
         params["synthetic"].update(num_train_images=16, num_val_images=4)

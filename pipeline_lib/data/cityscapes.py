@@ -27,7 +27,7 @@ from pathlib import Path
 
 from pipeline_lib.data.classes import CITYSCAPES, cityscapes_label_id_lut
 from pipeline_lib.data.prepared import Sample, write_prepared
-from pipeline_lib.data.splits import check_disjoint, read_list_ids, select_by_ids, split_labeled_unlabeled
+from pipeline_lib.data.splits import read_list_ids, select_by_ids, split_training_pool
 from pipeline_lib.errors import UserError
 
 IMAGE_SUFFIX = "_leftImg8bit"
@@ -83,13 +83,8 @@ def _from_list(path: Path, train: list[Sample]) -> list[Sample]:
 def prepare_cityscapes(out_dir: Path, root: Path, labeled_fraction: float | None, seed: int,
                        labeled_list: Path | None = None, unlabeled_list: Path | None = None,
                        label_kind: str = "auto", labeled_count: int | None = None) -> None:
-    """Write the prepared dataset for Cityscapes under ``out_dir`` (the caller makes it atomic).
-
-    List files take precedence over ``labeled_fraction`` / ``labeled_count`` (which are then ignored). With
-    ``labeled_list``: labelled = its images, unlabelled = ``unlabeled_list``'s images or else the rest
-    of train. With only ``unlabeled_list``: labelled = the rest of train. Without lists the split is
-    generated from ``labeled_count`` (if given) or ``labeled_fraction``, and ``seed``.
-    """
+    """Write the prepared dataset for Cityscapes under ``out_dir`` (the caller makes it atomic); the labelled
+    and unlabelled splits are drawn from train as ``splits.split_training_pool`` says."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root}: Cityscapes root directory not found")
@@ -99,26 +94,8 @@ def prepare_cityscapes(out_dir: Path, root: Path, labeled_fraction: float | None
                for split, paths in images.items()}
     train = samples["train"]
 
-    if labeled_list is not None or unlabeled_list is not None:
-        labeled = _from_list(Path(labeled_list), train) if labeled_list is not None else None
-        unlabeled = _from_list(Path(unlabeled_list), train) if unlabeled_list is not None else None
-        if labeled is not None and unlabeled is not None:
-            check_disjoint(labeled, unlabeled, str(labeled_list), str(unlabeled_list))
-        elif labeled is not None:
-            taken = {s.id for s in labeled}
-            unlabeled = [s for s in train if s.id not in taken]
-        else:
-            taken = {s.id for s in unlabeled}
-            labeled = [s for s in train if s.id not in taken]
-        if not labeled or not unlabeled:
-            raise UserError(f"the list files leave the {'labelled' if not labeled else 'unlabelled'} split "
-                            "empty; both must hold images")
-    else:
-        if labeled_count is not None:
-            labeled_fraction = None  # the more specific setting wins
-        if labeled_fraction is None and labeled_count is None:
-            raise UserError("Cityscapes needs labeled_fraction (e.g. 0.125 for 1/8), labeled_count or a labeled_list")
-        labeled, unlabeled = split_labeled_unlabeled(train, labeled_fraction, labeled_count, seed)
+    labeled, unlabeled = split_training_pool(train, labeled_fraction, labeled_count, seed, labeled_list,
+                                             unlabeled_list, lambda path: _from_list(path, train), "Cityscapes")
 
     write_prepared(Path(out_dir), "cityscapes", root, CITYSCAPES,
                    {"labeled": labeled, "unlabeled": unlabeled, "val": samples["val"]},

@@ -113,3 +113,16 @@ def voc_palette_color(index: int) -> tuple[int, int, int]:
 
 
 VOC = ClassSet(_VOC_NAMES, tuple(voc_palette_color(i) for i in range(len(_VOC_NAMES))))
+
+# CamVid in the SegNet tutorial's 11-class version: its class ids and colours; 11 is void (not labelled).
+CAMVID = ClassSet(
+    ("sky", "building", "pole", "road", "pavement", "tree", "sign-symbol", "fence", "car", "pedestrian",
+     "bicyclist"),
+    ((128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222), (128, 128, 0),
+     (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192)),
+    ignore_index=11)
+
+
+def known_class_set(dataset: str) -> ClassSet | None:
+    """The class set a ``data.dataset`` kind always has (None where it comes from the data: folder, synthetic)."""
+    return {"cityscapes": CITYSCAPES, "camvid": CAMVID, "voc": VOC}.get(dataset)

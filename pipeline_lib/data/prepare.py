@@ -21,6 +21,11 @@ def prepare_dataset(settings: DataSettings, out: Path) -> None:
 
             prepare_cityscapes(tmp, settings.root, settings.labeled_fraction, settings.split_seed,
                                settings.labeled_list, settings.unlabeled_list, labeled_count=settings.labeled_count)
+        elif settings.dataset == "camvid":
+            from pipeline_lib.data.camvid import prepare_camvid
+
+            prepare_camvid(tmp, settings.root, settings.labeled_fraction, settings.labeled_count, settings.split_seed,
+                           settings.labeled_list, settings.unlabeled_list)
         elif settings.dataset == "voc":
             from pipeline_lib.data.voc import prepare_voc
 

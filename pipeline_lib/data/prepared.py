@@ -6,6 +6,7 @@ A ``prepare`` stage writes a *prepared directory*::
     <prepared>/splits/labeled.txt       one sample a line: "<image> <label>", paths relative to root
     <prepared>/splits/unlabeled.txt     "<image>" or "<image> <label>" (ground truth is optional)
     <prepared>/splits/val.txt           "<image> <label>"
+    <prepared>/splits/test.txt          "<image> <label>", only where the dataset has a test split (CamVid)
     <prepared>/class_distribution.json  labelled-set pixel counts and shares (see class_distribution)
     <prepared>/split_hashes.json        sha256 of each split list, for provenance
 
@@ -30,7 +31,8 @@ from pipeline_lib.atomic import write_json, write_text
 from pipeline_lib.data.classes import IGNORE_INDEX, ClassSet, class_shares
 from pipeline_lib.errors import UserError
 
-SPLITS = ("labeled", "unlabeled", "val")
+SPLITS = ("labeled", "unlabeled", "val")  # every prepared dataset has these
+OPTIONAL_SPLITS = ("test",)  # scored only on request (`dars evaluate --split test`), never chosen on
 
 
 @dataclass(frozen=True)
@@ -72,12 +74,15 @@ def load_spec(prepared: str | os.PathLike) -> DatasetSpec:
 
 def read_split(prepared: str | os.PathLike, split: str, spec: DatasetSpec | None = None) -> list[Sample]:
     """The samples of one split, in list-file order."""
-    if split not in SPLITS:
-        raise UserError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    if split not in SPLITS + OPTIONAL_SPLITS:
+        raise UserError(f"unknown split {split!r}; expected one of {', '.join(SPLITS + OPTIONAL_SPLITS)}")
     prepared = Path(prepared)
     spec = spec or load_spec(prepared)
     path = prepared / "splits" / f"{split}.txt"
     if not path.is_file():
+        if split in OPTIONAL_SPLITS and (prepared / "splits" / "labeled.txt").is_file():
+            raise UserError(f"{path}: the {spec.name} dataset was prepared without a {split} split (prepare "
+                            f"writes one where the dataset's layout has it, e.g. CamVid's {split}/ folder)")
         raise UserError(f"{path}: split list not found; run the prepare stage first")
     return parse_list(path.read_text(), spec.root, source=str(path))
 
@@ -164,6 +169,8 @@ def image_size(path: Path) -> tuple[int, int]:
             return im.height, im.width
     except FileNotFoundError:
         raise UserError(f"{path}: image not found") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read image ({exc})") from None
 
 
 def class_distribution(samples: list[Sample], spec: DatasetSpec) -> dict:
@@ -202,11 +209,15 @@ def write_prepared(prepared: Path, name: str, root: Path, classes: ClassSet,
                    splits: dict[str, list[Sample]], label_lut: np.ndarray | None = None) -> None:
     """Write dataset.json, the split lists, their hashes and the labelled class distribution.
 
-    ``prepared`` is expected to be a temporary directory that the caller renames into place.
+    ``prepared`` is expected to be a temporary directory that the caller renames into place. ``splits`` holds
+    every one of SPLITS and may hold the OPTIONAL_SPLITS.
     """
     missing = [s for s in SPLITS if s not in splits]
     if missing:
         raise UserError(f"dataset {name!r} has no {', '.join(missing)} split")
+    unknown = sorted(set(splits) - set(SPLITS + OPTIONAL_SPLITS))
+    if unknown:
+        raise ValueError(f"unknown splits {unknown}")
     prepared.mkdir(parents=True, exist_ok=True)
     # Relative roots stay relative (the project can move); absolute ones stay absolute.
     root_rel = str(root) if Path(root).is_absolute() else os.path.relpath(root, prepared)
@@ -214,7 +225,7 @@ def write_prepared(prepared: Path, name: str, root: Path, classes: ClassSet,
         "name": name, "root": root_rel, "classes": classes.to_dict(),
         "label_lut": None if label_lut is None else [int(v) for v in label_lut]})
     hashes = {}
-    for split in SPLITS:
+    for split in [s for s in SPLITS + OPTIONAL_SPLITS if s in splits]:
         text = format_list(splits[split], root)
         write_text(prepared / "splits" / f"{split}.txt", text)
         hashes[split] = {"sha256": hashlib.sha256(text.encode()).hexdigest(), "images": len(splits[split])}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from pipeline_lib.data.prepared import Sample, list_entries
@@ -114,3 +114,36 @@ def check_disjoint(first: list[Sample], second: list[Sample], first_name: str, s
         more = f" and {len(shared) - 5} more" if len(shared) > 5 else ""
         raise UserError(f"{first_name} and {second_name} share images {shared[:5]}{more}; "
                         "the splits must be disjoint")
+
+
+def split_training_pool(pool: list[Sample], labeled_fraction: float | None, labeled_count: int | None, seed: int,
+                        labeled_list: Path | None, unlabeled_list: Path | None,
+                        select: Callable[[Path], list[Sample]], dataset: str) -> tuple[list[Sample], list[Sample]]:
+    """(labelled, unlabelled) drawn from a dataset's training ``pool`` (Cityscapes', CamVid's train split).
+
+    List files take precedence over ``labeled_fraction`` / ``labeled_count`` (which are then ignored); ``select``
+    reads one into the pool's samples. With ``labeled_list``: labelled = its images, unlabelled =
+    ``unlabeled_list``'s images or else the rest of the pool. With only ``unlabeled_list``: labelled = the rest of
+    the pool. Without lists the split is generated from ``labeled_count`` (if given) or ``labeled_fraction``, and
+    ``seed``.
+    """
+    if labeled_list is None and unlabeled_list is None:
+        if labeled_count is not None:
+            labeled_fraction = None  # the more specific setting wins
+        if labeled_fraction is None and labeled_count is None:
+            raise UserError(f"{dataset} needs labeled_fraction (e.g. 0.125 for 1/8), labeled_count or a labeled_list")
+        return split_labeled_unlabeled(pool, labeled_fraction, labeled_count, seed)
+    labeled = select(Path(labeled_list)) if labeled_list is not None else None
+    unlabeled = select(Path(unlabeled_list)) if unlabeled_list is not None else None
+    if labeled is not None and unlabeled is not None:
+        check_disjoint(labeled, unlabeled, str(labeled_list), str(unlabeled_list))
+    elif labeled is not None:
+        taken = {s.id for s in labeled}
+        unlabeled = [s for s in pool if s.id not in taken]
+    else:
+        taken = {s.id for s in unlabeled}
+        labeled = [s for s in pool if s.id not in taken]
+    if not labeled or not unlabeled:
+        raise UserError(f"the list files leave the {'labelled' if not labeled else 'unlabelled'} split "
+                        "empty; both must hold images")
+    return labeled, unlabeled

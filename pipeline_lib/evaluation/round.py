@@ -1,5 +1,5 @@
 """The evaluate step of a round: score its model on the val split, write the summary as DVC metrics, the whole
-evaluation as an artifact and per-class IoU as a DVC plot."""
+evaluation as an artifact and per-class IoU as a DVC plot; or, on request, on the test split, written apart."""
 
 from __future__ import annotations
 
@@ -18,10 +18,14 @@ from pipeline_lib.settings import EvaluateSettings, InferenceSettings
 
 
 def evaluate_round(round_name: str, evaluate_settings: EvaluateSettings, inference: InferenceSettings,
-                   prepared: Path, outputs: Path) -> dict:
+                   prepared: Path, outputs: Path, split: str = "val") -> dict:
     """Evaluate ``outputs/<round>/model.pt`` on the val split; write its metrics.json (the summary: a DVC
     metrics file), evaluation.json (everything, per class too, and the device and precision the model was
-    trained at) and per_class_iou.csv (a DVC plot). Returns the whole evaluation."""
+    trained at) and per_class_iou.csv (a DVC plot). Returns the whole evaluation.
+
+    ``split="test"`` scores the test split instead and writes test_evaluation.json only: no stage's output, so
+    that the pipeline (and whatever is chosen with it) never reads the test score. The tail classes are the
+    same as on val (from the labelled split or ``evaluate.tail_classes``)."""
     spec = load_spec(prepared)
     names = list(spec.classes.names)
     shares = class_shares(load_class_distribution(prepared))
@@ -31,12 +35,16 @@ def evaluate_round(round_name: str, evaluate_settings: EvaluateSettings, inferen
     model, checkpoint = load_checkpoint(paths.model, expect_classes=names)
     device = pick_device()
     inference = replace(inference, precision=resolve_precision(device, inference.precision, checkpoint["arch"]))
-    metrics, _ = evaluate(model.to(device).eval(), read_split(prepared, "val", spec), spec, device,
+    metrics, _ = evaluate(model.to(device).eval(), read_split(prepared, split, spec), spec, device,
                           tail_classes=tail, **inference.as_kwargs())
     trained_with = (checkpoint.get("provenance") or {}).get("trained_with")
     if trained_with is not None:  # absent from checkpoints saved before it was recorded
         metrics["trained_with"] = trained_with
     metrics["evaluated_with"] = {"device": device.type, "precision": inference.precision}
+    if split != "val":
+        metrics["split"] = split
+        write_json(paths.test_evaluation, metrics)
+        return metrics
     write_json(paths.evaluation, metrics)
     write_json(paths.metrics, summary_metrics(metrics))
     iou = {name: "" if value is None else value for name, value in metrics["iou"].items()}

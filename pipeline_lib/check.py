@@ -6,6 +6,8 @@ empty ``rounds`` or an empty file would surface first as DVC's own messages abou
 
 from __future__ import annotations
 
+import difflib
+
 import numpy as np
 
 from pipeline_lib.data.classes import known_class_set
@@ -62,4 +64,10 @@ def check_params(params: Params) -> list[str]:
             tail_classes_from_shares(np.zeros(classes.num_classes), None, evaluate.tail_classes, classes.names)
         except UserError as exc:
             raise params.fail("evaluate.tail_classes", f"names no {data.dataset} class ({exc})") from None
+    params.raw("synthetic", None)  # the embedded dataset's section, read only when data.dataset is synthetic
+    unread = params.unread_keys()
+    if unread:  # every reader has run: a key none of them read is misspelt or stale, and would be ignored
+        nearest = difflib.get_close_matches(unread[0], sorted(params.read), n=1, cutoff=0.6)
+        raise UserError(f"{params.source}: unknown key '{unread[0]}'"
+                        + (f"; did you mean '{nearest[0]}'?" if nearest else "") + " No stage reads it")
     return [BASELINE_ROUND, *schedule]

@@ -9,9 +9,10 @@ This module imports neither torch nor numpy: the ``dars`` command checks paramet
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ class Params:
             raise UserError(f"{source}: expected a mapping at the top level")
         self.data = data
         self.source = source
+        self.read: set[str] = set()  # every dotted key looked up: what the readers know (check: unknown keys)
 
     @classmethod
     def load(cls, path: str | os.PathLike = "params.yaml") -> Params:
@@ -58,15 +60,35 @@ class Params:
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
-            raise UserError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
+            mark = getattr(exc, "problem_mark", None)
+            where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise UserError(f"{source}{where}: not valid YAML ({problem})") from None
         return cls(data, source)
 
+    def unread_keys(self) -> list[str]:
+        """The dotted keys of the file (its leaves) that no lookup so far has read, in file order: after every
+        reader has run (``dars check``), the keys nothing reads, such as a misspelt one."""
+        def leaves(node: Any, prefix: str) -> Iterator[str]:
+            if isinstance(node, dict) and node:
+                for name, value in node.items():
+                    yield from leaves(value, f"{prefix}.{name}" if prefix else str(name))
+            else:
+                yield prefix
+
+        return [key for key in leaves(self.data, "")
+                if not any(key == read or key.startswith(read + ".") for read in self.read)]
+
     def raw(self, key: str, default: Any = _MISSING) -> Any:
+        self.read.add(key)
         node: Any = self.data
         for part in key.split("."):
             if not isinstance(node, dict) or part not in node:
                 if default is _MISSING:
-                    raise UserError(f"{self.source}: missing key '{key}'")
+                    near = difflib.get_close_matches(part, [str(k) for k in node], n=1) \
+                        if isinstance(node, dict) else []
+                    raise UserError(f"{self.source}: missing key '{key}'"
+                                    + (f" ('{near[0]}' is there: misspelt?)" if near else ""))
                 return default
             node = node[part]
         return node
@@ -602,7 +624,11 @@ class InferenceSettings:
         crop = params.get("inference.crop_size", int, positive, default=None)
         if mode == "sliding" and crop is None:
             crop = params.get("train.crop_size", int, positive)
-        return cls(mode=mode, crop_size=crop, stride=params.get("inference.stride", int, positive, default=None),
+        stride = params.get("inference.stride", int, positive, default=None)
+        if mode == "sliding" and stride is not None and stride > crop:
+            raise params.fail("inference.stride", f"must be at most the sliding-window crop ({crop}): a longer "
+                                                  "step leaves pixels that no window covers")
+        return cls(mode=mode, crop_size=crop, stride=stride,
                    flip=params.get("inference.flip", bool),
                    base_size=params.get("inference.base_size", int, positive, default=None),
                    precision=train_precision(params))

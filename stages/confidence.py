@@ -13,7 +13,7 @@ def confidence(
     round_name: str = typer.Option(..., "--round", help="The round (r1, r2…) whose pseudo labels these confidences "
                                    "feed; its teacher's logits make them."),
     params: Path = typer.Option(Path("params.yaml"), help="Parameter file (reads rounds.<round>.teacher, "
-                                "pseudo_label.temperature_scaling and .workers, distributed.processes)."),
+                                "pseudo_label.temperature_scaling, distributed.processes)."),
     prepared: Path = typer.Option(Path("data/prepared"), help="Prepared-dataset directory."),
     outputs: Path = typer.Option(Path("outputs"), help="Root of the per-round output directories."),
 ) -> None:

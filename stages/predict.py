@@ -16,8 +16,8 @@ from stages import run_standalone
 def predict(
     images: Path = typer.Argument(..., help="A folder of images (.png .jpg .jpeg .bmp .tif .tiff, at any depth; "
                                   "hidden ones and any under --out left out), one image, or a list file: one image "
-                                  "path a line, relative to the list's folder (a second field, e.g. a label, is "
-                                  "ignored)."),
+                                  "path a line (spaces allowed), relative to the list's folder (a second field "
+                                  "after a tab or a space, e.g. a label, is ignored)."),
     out: Path = typer.Option(..., "--out", help="Output folder. It mirrors the images' paths: relative to the "
                              "folder, for a list relative to the deepest folder holding every listed image."),
     round_name: str | None = typer.Option(None, "--round", help="Segment with outputs/<round>/model.pt (r0, r1…)."),

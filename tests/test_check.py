@@ -51,7 +51,16 @@ CASES = {
                                                    p["evaluate"].update(tail_classes=["pole", "sign"]))),
                             "params.yaml: 'evaluate.tail_classes' names no camvid class (unknown tail class 'sign'; "
                             "valid names: sky, building, pole, road,"),
-    "not yaml": ("rounds: [unclosed\n", "params.yaml: not valid YAML"),
+    "not yaml": ("seed: 0\nrounds: [unclosed\n", "params.yaml:3:1: not valid YAML (expected ',' or ']'"),
+    "misspelt key": (with_change(lambda p: p["train"].update(iteratons=p["train"].pop("iterations"))),
+                     "params.yaml: missing key 'train.iterations' ('iteratons' is there: misspelt?)"),
+    "misspelt optional key": (with_change(lambda p: p["inference"].update(base_sise=p["inference"].pop("base_size"))),
+                              "params.yaml: unknown key 'inference.base_sise'; did you mean 'inference.base_size'? "
+                              "No stage reads it"),
+    "misspelt section": (with_change(lambda p: p.update(infernce=dict(p["inference"]))),
+                         "params.yaml: unknown key 'infernce.mode'; did you mean 'inference.mode'?"),
+    "stride over the crop": (with_change(lambda p: p["inference"].update(mode="sliding", crop_size=64, stride=65)),
+                             "params.yaml: 'inference.stride' must be at most the sliding-window crop (64)"),
 }
 
 

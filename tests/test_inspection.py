@@ -26,7 +26,8 @@ from inspection_state import (
     write_params,
 )
 from pipeline_lib.data.classes import CITYSCAPES
-from pipeline_lib.data.prepared import load_image, load_label, load_spec
+from pipeline_lib.data.image_files import load_image
+from pipeline_lib.data.prepared import load_label, load_spec
 from pipeline_lib.errors import UserError
 from pipeline_lib.inspection.panels import (
     CHECKER_COLORS,

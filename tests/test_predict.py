@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from fixtures import make_cityscapes_fixture
 from pipeline_lib.data.classes import CITYSCAPES, VOC, cityscapes_label_id_lut, cityscapes_train_id_to_label_id_lut
-from pipeline_lib.data.prepared import load_image
+from pipeline_lib.data.image_files import load_image
 from pipeline_lib.models.build import build_model
 from pipeline_lib.models.checkpoint import load_checkpoint, save_checkpoint
 from pipeline_lib.models.normalization import normalize_image

@@ -15,6 +15,7 @@ from PIL import Image
 
 from pipeline_lib.atomic import atomic_path
 from pipeline_lib.data import prepared as datasets
+from pipeline_lib.data.image_files import load_image
 from pipeline_lib.data.classes import CITYSCAPES, class_shares
 from pipeline_lib.data.synthetic.classes import TARGET_SHARES
 from pipeline_lib.data.synthetic.dataset import prepare_synthetic
@@ -184,7 +185,7 @@ def test_prepare_round_trip(tmp_path: Path) -> None:
     assert all(s.label is not None for s in unlabeled)  # ground truth for pseudo-label accuracy
 
     for position, s in enumerate(labeled + unlabeled + val):
-        image = datasets.load_image(s.image)
+        image = load_image(s.image)
         label = datasets.load_label(s.label, spec, image.shape[:2])
         with Image.open(s.label) as png:
             assert png.mode == "L"

@@ -15,8 +15,8 @@ name in ``<split>annot/``.
 Splits: *labelled* and *unlabelled* come from train (367 images), drawn as ``splits.split_training_pool`` says
 (1/8 -> 46 labelled, 321 unlabelled) or read from list files; *val* is val (101); *test* is test (233), scored only
 on request. Unlabelled images keep their annotation as ground truth for measuring pseudo-label accuracy only:
-the pseudo-labelling and training code never train on it. Void (11) is ignored. Every annotation is read once
-here (values and size checked), so a bad file is refused before any training.
+the pseudo-labelling and training code never train on it. Void (11) is ignored. Every image and annotation is
+checked at prepare (``prepared.check_files``), so a bad file is refused before any training.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline_lib.data.classes import CAMVID
-from pipeline_lib.data.prepared import DatasetSpec, Sample, image_size, list_entries, load_label, write_prepared
+from pipeline_lib.data.prepared import Sample, list_entries, write_prepared
 from pipeline_lib.data.splits import check_unique_ids, read_list_ids, select_by_ids, split_training_pool
 from pipeline_lib.errors import UserError
 
@@ -93,10 +93,6 @@ def prepare_camvid(out_dir: Path, root: Path, labeled_fraction: float | None, la
     splits = {split: _split(root, split) for split in REQUIRED}
     splits.update({split: _split(root, split) for split in OPTIONAL if (root / split).is_dir()})
     check_unique_ids([s for samples in splits.values() for s in samples], f"{root} (train, val and test)")
-    spec = DatasetSpec("camvid", root, CAMVID, None)
-    for samples in splits.values():
-        for s in samples:
-            load_label(s.label, spec, image_size(s.image))
     train = splits.pop("train")
     labeled, unlabeled = split_training_pool(
         train, labeled_fraction, labeled_count, seed, labeled_list, unlabeled_list,

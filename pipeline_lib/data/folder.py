@@ -30,8 +30,8 @@ Two layouts, chosen by what is under ``images/``:
 
 Rules for both: file names (without extension) must be unique across the dataset; files starting
 with ``.`` and non-image files are skipped; sub-folders other than the three split folders are an
-error; a mask without an image, or a non-PNG mask, is an error; every mask is checked (size and
-values) when the dataset is prepared.
+error; a mask without an image, or a non-PNG mask, is an error; every image and mask is checked when the
+dataset is prepared (``prepared.check_files``).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from pathlib import Path
 import yaml
 
 from pipeline_lib.data.classes import ClassSet, voc_palette_color
-from pipeline_lib.data.prepared import SPLITS, DatasetSpec, Sample, image_size, load_label, write_prepared
+from pipeline_lib.data.prepared import SPLITS, Sample, write_prepared
 from pipeline_lib.data.splits import check_unique_ids, split_labeled_unlabeled
 from pipeline_lib.errors import UserError
 
@@ -180,13 +180,6 @@ def _flat(root: Path, labeled_fraction: float | None, val_fraction: float | None
     return {"labeled": labeled, "unlabeled": unlabeled, "val": val}
 
 
-def _check_masks(splits: dict[str, list[Sample]], spec: DatasetSpec) -> None:
-    for samples in splits.values():
-        for s in samples:
-            if s.label is not None:
-                load_label(s.label, spec, image_size(s.image))
-
-
 def prepare_folder(out_dir: Path, root: Path, labeled_fraction: float | None = None,
                    val_fraction: float | None = None, seed: int = 0, labeled_count: int | None = None) -> None:
     """Write the prepared dataset for a folder dataset under ``out_dir`` (the caller makes it atomic)."""
@@ -212,5 +205,4 @@ def prepare_folder(out_dir: Path, root: Path, labeled_fraction: float | None = N
     else:
         splits = _flat(root, labeled_fraction, val_fraction, seed, labeled_count)
     check_unique_ids([s for samples in splits.values() for s in samples], f"{root / 'images'}")
-    _check_masks(splits, DatasetSpec("folder", root, classes, None))
     write_prepared(Path(out_dir), "folder", root, classes, splits)

@@ -3,10 +3,11 @@
 A ``prepare`` stage writes a *prepared directory*::
 
     <prepared>/dataset.json             name, root, classes, optional label_lut
-    <prepared>/splits/labeled.txt       one sample a line: "<image> <label>", paths relative to root
-    <prepared>/splits/unlabeled.txt     "<image>" or "<image> <label>" (ground truth is optional)
-    <prepared>/splits/val.txt           "<image> <label>"
-    <prepared>/splits/test.txt          "<image> <label>", only where the dataset has a test split (CamVid)
+    <prepared>/splits/labeled.txt       LIST_HEADER, then one sample a line: "<image>\t<label>", paths relative
+                                        to root (tab-separated: any file name but one with a tab or line break)
+    <prepared>/splits/unlabeled.txt     "<image>" or "<image>\t<label>" (ground truth is optional)
+    <prepared>/splits/val.txt           "<image>\t<label>"
+    <prepared>/splits/test.txt          "<image>\t<label>", only where the dataset has a test split (CamVid)
     <prepared>/class_distribution.json  labelled-set pixel counts and shares (see class_distribution)
     <prepared>/split_hashes.json        sha256 of each split list, for provenance
 
@@ -25,12 +26,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from pipeline_lib.atomic import write_json, write_text
 from pipeline_lib.data.classes import IGNORE_INDEX, ClassSet, class_shares
+from pipeline_lib.data.image_files import image_size, load_mask_values
 from pipeline_lib.errors import UserError
 
+# The first line of a prepared split list. Lists written before it (space-separated, which split "my photo.png" in
+# two) are refused with a request to prepare again rather than read in a way that cannot hold every name.
+LIST_HEADER = "# dars split list 2: image<TAB>label (or image alone) a line, relative to the dataset root"
 SPLITS = ("labeled", "unlabeled", "val")  # every prepared dataset has these
 OPTIONAL_SPLITS = ("test",)  # scored only on request (`dars evaluate --split test`), never chosen on
 
@@ -88,8 +92,9 @@ def read_split(prepared: str | os.PathLike, split: str, spec: DatasetSpec | None
 
 
 def list_entries(text: str, source: str, expected: str = "'image [label]'") -> Iterator[tuple[int, list[str]]]:
-    """(line number, fields) of each non-empty line of a list file in the common ``image_path [label_path]``
-    format: the one parser of list files (prepared splits here, published split lists in data/splits.py)."""
+    """(line number, fields) of each non-empty line of a user's list file in the common ``image_path
+    [label_path]`` format, whitespace-separated (published split lists, CamVid's lists): the one parser of them.
+    Prepared split lists have their own format (``parse_list``)."""
     for number, line in enumerate(text.splitlines(), 1):
         fields = line.split()
         if not fields:
@@ -101,8 +106,17 @@ def list_entries(text: str, source: str, expected: str = "'image [label]'") -> I
 
 def parse_list(text: str, root: Path, source: str) -> list[Sample]:
     """The samples of a prepared split list (paths relative to ``root``)."""
+    lines = text.split("\n")  # not splitlines(): it also breaks at characters a file name may hold (U+2028)
+    if not lines or lines[0] != LIST_HEADER:
+        raise UserError(f"{source}: not a split list of this version (an earlier prepare wrote them "
+                        "space-separated); prepare again: dvc repro prepare")
     samples, seen = [], {}
-    for number, fields in list_entries(text, source):
+    for number, line in enumerate(lines[1:], 2):
+        if not line:
+            continue
+        fields = line.split("\t")
+        if len(fields) > 2 or not all(fields):
+            raise UserError(f"{source}:{number}: expected image<TAB>label or an image, got {line!r}")
         image = root / fields[0]
         label = root / fields[1] if len(fields) == 2 else None
         sample_id = Path(fields[0]).stem
@@ -115,36 +129,22 @@ def parse_list(text: str, root: Path, source: str) -> list[Sample]:
 
 
 def format_list(samples: list[Sample], root: Path) -> str:
-    lines = []
+    """A prepared split list (see parse_list); UserError for a path that no line could hold."""
+    lines = [LIST_HEADER]
     for s in samples:
-        image = os.path.relpath(s.image, root)
-        lines.append(image if s.label is None else f"{image} {os.path.relpath(s.label, root)}")
+        paths = [os.path.relpath(path, root) for path in (s.image, s.label) if path is not None]
+        for path in paths:
+            if "\t" in path or "\n" in path:
+                raise UserError(f"{Path(root) / path}: a file name with a tab or line break cannot be listed; "
+                                "rename it")
+        lines.append("\t".join(paths))
     return "\n".join(lines) + "\n"
-
-
-def load_image(path: Path) -> np.ndarray:
-    """An RGB image as (H, W, 3) uint8."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: image not found") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read image ({exc})") from None
 
 
 def load_label(path: Path, spec: DatasetSpec, image_shape: tuple[int, int] | None = None) -> np.ndarray:
     """A label mask as (H, W) uint8 train ids (255 = ignore), validated against the class set."""
-    try:
-        with Image.open(path) as im:
-            if im.mode not in ("L", "P", "I", "I;16"):
-                raise UserError(f"{path}: label must be a single-channel or palette PNG, got mode {im.mode}")
-            raw = np.asarray(im)
-    except FileNotFoundError:
-        raise UserError(f"{path}: label not found") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read label ({exc})") from None
-    if raw.max(initial=0) > 255:
+    raw = load_mask_values(path)
+    if raw.min(initial=0) < 0 or raw.max(initial=0) > 255:
         raise UserError(f"{path}: label values up to {raw.max()} do not fit 0..255")
     label = raw.astype(np.uint8)
     if spec.label_lut is not None:
@@ -162,15 +162,14 @@ def load_label(path: Path, spec: DatasetSpec, image_shape: tuple[int, int] | Non
     return label
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(H, W) of an image file, read from its header only."""
-    try:
-        with Image.open(path) as im:
-            return im.height, im.width
-    except FileNotFoundError:
-        raise UserError(f"{path}: image not found") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read image ({exc})") from None
+def check_files(splits: dict[str, list[Sample]], spec: DatasetSpec) -> None:
+    """Open every image of the splits (its header: readable, its displayed size) and every mask (decoded: its
+    values and size against its image's), so that a bad file is refused at prepare, before any training."""
+    for samples in splits.values():
+        for s in samples:
+            size = image_size(s.image)
+            if s.label is not None:
+                load_label(s.label, spec, size)
 
 
 def class_distribution(samples: list[Sample], spec: DatasetSpec) -> dict:
@@ -218,6 +217,7 @@ def write_prepared(prepared: Path, name: str, root: Path, classes: ClassSet,
     unknown = sorted(set(splits) - set(SPLITS + OPTIONAL_SPLITS))
     if unknown:
         raise ValueError(f"unknown splits {unknown}")
+    check_files(splits, DatasetSpec(name, Path(root), classes, label_lut))
     prepared.mkdir(parents=True, exist_ok=True)
     # Relative roots stay relative (the project can move); absolute ones stay absolute.
     root_rel = str(root) if Path(root).is_absolute() else os.path.relpath(root, prepared)

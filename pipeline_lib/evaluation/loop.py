@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from pipeline_lib.data.classes import IGNORE_INDEX
-from pipeline_lib.data.prepared import DatasetSpec, Sample, load_image, load_label
+from pipeline_lib.data.image_files import load_image
+from pipeline_lib.data.prepared import DatasetSpec, Sample, load_label
 from pipeline_lib.errors import UserError
 from pipeline_lib.evaluation.metrics import confusion_matrix, segmentation_metrics
 from pipeline_lib.models.normalization import normalize_image

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline_lib.data.prepared import DatasetSpec, Sample, image_size, load_image, load_label, load_spec, read_split
+from pipeline_lib.data.image_files import image_size, load_image
+from pipeline_lib.data.prepared import DatasetSpec, Sample, load_label, load_spec, read_split
 from pipeline_lib.device import resolve_precision
 from pipeline_lib.distributed import DistributedRun
 from pipeline_lib.infer.temperature import fit_temperature

@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline_lib.data.prepared import DatasetSpec, Sample, load_image, load_label, load_spec, read_split
+from pipeline_lib.data.image_files import load_image
+from pipeline_lib.data.prepared import DatasetSpec, Sample, load_label, load_spec, read_split
 from pipeline_lib.errors import UserError
 from pipeline_lib.layout import RoundPaths
 from pipeline_lib.settings import Params, self_training_round

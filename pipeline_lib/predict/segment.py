@@ -22,7 +22,8 @@ from PIL import Image
 
 from pipeline_lib.atomic import atomic_path
 from pipeline_lib.data.classes import CITYSCAPES, VOC, ClassSet, cityscapes_train_id_to_label_id_lut, voc_palette_color
-from pipeline_lib.data.prepared import list_entries, load_image, load_spec
+from pipeline_lib.data.image_files import load_image
+from pipeline_lib.data.prepared import load_spec
 from pipeline_lib.device import pick_device, resolve_precision
 from pipeline_lib.errors import UserError
 from pipeline_lib.inspection.panels import blend_overlay
@@ -75,8 +76,19 @@ def _read_list(path: Path) -> list[Path]:
     except UnicodeDecodeError:
         raise UserError(f"{path}: neither an image ({' '.join(IMAGE_EXTENSIONS)}) nor a list file of image "
                         "paths") from None
-    images = [Path(fields[0]) if Path(fields[0]).is_absolute() else path.parent / fields[0]
-              for _, fields in list_entries(text, str(path))]
+    images = []
+    for line in text.split("\n"):
+        line = line.strip()
+        if not line:
+            continue
+        # A line is one image path (names may hold spaces); after a tab, or after a space where the whole line
+        # names no file (the field's `image_path label_path` lists), a second field is ignored.
+        listed = line.split("\t")[0]
+        image = Path(listed) if Path(listed).is_absolute() else path.parent / listed
+        if "\t" not in line and not image.exists() and len(line.split()) == 2:
+            listed = line.split()[0]
+            image = Path(listed) if Path(listed).is_absolute() else path.parent / listed
+        images.append(image)
     if not images:
         raise UserError(f"{path}: the list names no images")
     return images

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pipeline_lib.data.prepared import DatasetSpec, Sample, load_image, load_label
+from pipeline_lib.data.image_files import load_image
+from pipeline_lib.data.prepared import DatasetSpec, Sample, load_label
 from pipeline_lib.settings import AugmentationSettings
 from pipeline_lib.train.augmentation import augment
 

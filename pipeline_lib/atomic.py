@@ -18,15 +18,35 @@ def remove_path(path: Path) -> None:
         path.unlink()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(final: Path) -> None:
+    """Delete the temporary siblings of ``final`` that processes no longer running left (a killed stage's:
+    SIGKILL runs no cleanup, and a partial logits store can be gigabytes); a running writer's stay."""
+    for path in final.parent.glob(f".{final.name}.tmp-*"):
+        pid = path.name.rsplit("-", 1)[1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            remove_path(path)
+
+
 @contextmanager
 def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling of ``final``; move it onto ``final`` only if the block succeeds.
 
     Works for files and directories alike. On any exception (including KeyboardInterrupt) the
-    temporary path is deleted and ``final`` is left as it was.
+    temporary path is deleted and ``final`` is left as it was; what killed writers left is deleted first.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(final)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     remove_path(tmp)
     try:

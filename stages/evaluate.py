@@ -12,7 +12,8 @@ from stages import run_standalone
 
 def evaluate(
     round_name: str = typer.Option("r0", "--round", help="Which round's model to evaluate."),
-    params: Path = typer.Option(Path("params.yaml"), help="Parameter file (reads evaluate.*, inference.*)."),
+    params: Path = typer.Option(Path("params.yaml"), help="Parameter file (reads evaluate.*, inference.*, "
+                        "model.arch)."),
     prepared: Path = typer.Option(Path("data/prepared"), help="Prepared-dataset directory."),
     outputs: Path = typer.Option(Path("outputs"), help="Root of the per-round output directories."),
     split: str = typer.Option("val", help="val (the pipeline's evaluation, its DVC metrics) or test: the "
@@ -22,7 +23,7 @@ def evaluate(
     """Evaluate outputs/<round>/model.pt on the val split; print the per-class table; write metrics.json (the
     summary), evaluation.json (per class too) and per_class_iou.csv. With --split test: the test split, written
     to test_evaluation.json and nothing else."""
-    from pipeline_lib.settings import EvaluateSettings, InferenceSettings, Params, check_round
+    from pipeline_lib.settings import EvaluateSettings, InferenceSettings, ModelSettings, Params, check_round
 
     from pipeline_lib.errors import UserError
 
@@ -31,11 +32,15 @@ def evaluate(
     p = Params.load(params)
     check_round(p, round_name)
     evaluate_settings, inference = EvaluateSettings.from_params(p), InferenceSettings.from_params(p)
+    arch = ModelSettings.from_params(p).arch
 
     from pipeline_lib.evaluation.metrics import class_table
     from pipeline_lib.evaluation.round import evaluate_round
 
     metrics = evaluate_round(round_name, evaluate_settings, inference, prepared, outputs, split)
+    if metrics["arch"] != arch:  # e.g. a model.pt placed by hand
+        typer.secho(f"note: {outputs / round_name / 'model.pt'} is a {metrics['arch']}; model.arch says {arch}",
+                    fg=typer.colors.YELLOW, err=True)
     written = "test_evaluation.json" if split == "test" else "metrics.json, evaluation.json"
     typer.echo(f"{round_name}, {metrics['images']} {split} images (×100):\n{class_table(metrics)}"
                f"→ {outputs / round_name}/{written}")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from fixtures import make_camvid_fixture
@@ -202,3 +203,8 @@ def test_the_pipeline_runs_on_camvid_and_scores_test_only_on_request(tmp_path_fa
     assert test["split"] == "test" and test["images"] == 2 and test["tail_classes"] == val["tail_classes"]
     assert json.loads((project / "outputs" / "r0" / "evaluation.json").read_text()) == val
     assert "up to date" in dvc(project, "status", "evaluate_r0").stdout
+    other = yaml.safe_load((project / "params.yaml").read_text())
+    other["model"]["arch"] = "pspnet_resnet18"
+    (project / "other.yaml").write_text(yaml.safe_dump(other))
+    noted = run([sys.executable, "-m", "stages.cli", "evaluate", "--params", "other.yaml"], project)
+    assert "note: outputs/r0/model.pt is a lraspp_mobilenet_v3_large; model.arch says pspnet_resnet18" in noted.stderr

@@ -41,6 +41,7 @@ def evaluate_round(round_name: str, evaluate_settings: EvaluateSettings, inferen
     if trained_with is not None:  # absent from checkpoints saved before it was recorded
         metrics["trained_with"] = trained_with
     metrics["evaluated_with"] = {"device": device.type, "precision": inference.precision}
+    metrics["arch"] = checkpoint["arch"]  # the stage notes one that model.arch does not name
     if split != "val":
         metrics["split"] = split
         write_json(paths.test_evaluation, metrics)

@@ -42,7 +42,12 @@ def _opened(path: Path, what: str) -> Iterator[Image.Image]:
         raise UserError(f"{path}: cannot read {what} ({reason})") from None
 
 
-def _orientation(im: Image.Image) -> int:
+def _orientation(im: Image.Image, header_only: bool = False) -> int:
+    """The EXIF orientation (1: as stored). ``header_only``: from what opening the file read, without decoding
+    pixels (a JPEG's EXIF, a PNG's eXIf chunk before its pixel data; PIL's getexif() would decode a PNG to look
+    for one after them, 23 ms for a 2048x1024 image against 0.1)."""
+    if header_only and "exif" not in im.info:
+        return 1
     try:
         return int(im.getexif().get(EXIF_ORIENTATION, 1))
     except (OSError, ValueError, TypeError):  # a damaged EXIF block: show the pixels as stored
@@ -61,7 +66,7 @@ def image_size(path: Path) -> tuple[int, int]:
     """(H, W) of an image as displayed (EXIF orientation applied), from its header only: no pixel is decoded."""
     with _opened(path, "image") as im:
         height, width = im.height, im.width
-        return (width, height) if _orientation(im) in QUARTER_TURNS else (height, width)
+        return (width, height) if _orientation(im, header_only=True) in QUARTER_TURNS else (height, width)
 
 
 def load_image(path: Path) -> np.ndarray:

@@ -14,8 +14,11 @@ one started by ``srun`` maps SLURM's variables onto torchrun's (see :func:`launc
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -123,6 +126,19 @@ def backend_for(device: torch.device) -> str:
     return "nccl" if device.type == "cuda" else "gloo"
 
 
+def die_with_parent(parent: int) -> None:
+    """Have Linux send this process SIGTERM when its parent ``parent`` exits, however it ends (SIGKILL too). The
+    launcher's torchrun and torchrun's workers ask it: torchrun starts its workers in sessions of their own, so
+    killing ``dvc repro``, the ``dars`` launcher or their process group would otherwise leave the workers
+    running (holding GPUs) and renaming their store into place after the kill, racing a rerun."""
+    if not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent was gone before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 @contextmanager
 def process_group(env: Mapping[str, str] = os.environ) -> Iterator[DistributedRun]:
     """This process's :class:`DistributedRun`; under torchrun, joined to the process group until exit."""
@@ -130,6 +146,8 @@ def process_group(env: Mapping[str, str] = os.environ) -> Iterator[DistributedRu
     if launched is None:
         yield DistributedRun(device=pick_device(0))
         return
+    if env is os.environ:
+        die_with_parent(os.getppid())
     rank, world_size, local_rank = int(launched["RANK"]), int(launched["WORLD_SIZE"]), int(launched["LOCAL_RANK"])
     device = pick_device(local_rank)
     backend = backend_for(device)
@@ -180,7 +198,7 @@ def relaunch_under_torchrun(processes: int, stage_args: Sequence[str]) -> bool:
     checkout = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join([checkout, *filter(None, [env.get("PYTHONPATH")])])
     print(f"running {processes} processes: {shlex.join(command)}", flush=True)
-    launcher = subprocess.Popen(command, env=env)
+    launcher = subprocess.Popen(command, env=env, preexec_fn=functools.partial(die_with_parent, os.getpid()))
     try:
         status = launcher.wait()
     except BaseException:  # e.g. Ctrl-C: torchrun stops its processes on SIGTERM (a SIGKILL would orphan them)

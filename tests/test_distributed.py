@@ -4,9 +4,12 @@ temperature infer fits and the confidence stage divides by."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -447,3 +450,58 @@ def test_two_srun_tasks_write_what_one_process_writes(project, torchrun_env, tmp
 
 TORCHRUN_NAMES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID", "SLURM_NTASKS",
                   "SLURM_LOCALID")
+
+
+def descendants(pid: int) -> set[int]:
+    """The living (not zombie) processes below ``pid``, from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@needs_gloo
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_killing_the_launcher_kills_its_workers_and_nothing_is_written_after(project, tmp_path):
+    params = yaml.safe_load((project / "params2.yaml").read_text())
+    params["train"].update(iterations=100_000, checkpoint_every=100_000)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "stages.cli", "train", "--round", "r0", "--params", str(tmp_path / "params.yaml"),
+         "--prepared", str(project / "prepared"), "--outputs", str(tmp_path / "outputs"),
+         "--resume-dir", str(tmp_path / "resume")],
+        cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(descendants(launcher.pid)) < 3:  # torchrun and its two workers
+            assert launcher.poll() is None and time.monotonic() < deadline, launcher.stdout.read()
+            time.sleep(0.2)
+        time.sleep(3)  # the workers past their start-up, in the training loop
+        tree = descendants(launcher.pid)
+    finally:
+        os.kill(launcher.pid, signal.SIGKILL)
+        launcher.wait()
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in tree) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in tree if alive(pid)]
+    time.sleep(1)
+    assert not (tmp_path / "outputs" / "r0" / "model.pt").exists()

@@ -13,6 +13,7 @@ import difflib
 import math
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,10 @@ class Params:
             raise UserError(f"{source}: expected a mapping at the top level")
         self.data = data
         self.source = source
-        self.read: set[str] = set()  # every dotted key looked up: what the readers know (check: unknown keys)
+        # Every dotted key looked up, outside `unrecorded` blocks: what a stage's settings read (tests compare it
+        # with the stage's dvc.yaml params) and, after every reader ran, what no reader knows (`dars check`).
+        self.read: set[str] = set()
+        self._recording = True
 
     @classmethod
     def load(cls, path: str | os.PathLike = "params.yaml") -> Params:
@@ -79,8 +83,23 @@ class Params:
         return [key for key in leaves(self.data, "")
                 if not any(key == read or key.startswith(read + ".") for read in self.read)]
 
+    @contextmanager
+    def unrecorded(self) -> Iterator[None]:
+        """Look-ups inside the block are not recorded: checks of keys that do not feed the caller's work (a round's
+        teacher graph, validated whole by every stage that names a round)."""
+        recording, self._recording = self._recording, False
+        try:
+            yield
+        finally:
+            self._recording = recording
+
+    def note(self, key: str) -> None:
+        """Record ``key`` as read: the part of an unrecorded check's result that the caller does use."""
+        if self._recording:
+            self.read.add(key)
+
     def raw(self, key: str, default: Any = _MISSING) -> Any:
-        self.read.add(key)
+        self.note(key)
         node: Any = self.data
         for part in key.split("."):
             if not isinstance(node, dict) or part not in node:
@@ -302,7 +321,13 @@ class RoundSchedule:
 
 
 def round_schedule(params: Params) -> dict[str, RoundSchedule]:
-    """The ``rounds`` mapping, checked: each teacher is the baseline or an earlier round, no unknown key."""
+    """The ``rounds`` mapping, checked: each teacher is the baseline or an earlier round, no unknown key. Reads
+    nothing on the record: a caller notes the entries it uses."""
+    with params.unrecorded():
+        return _round_schedule(params)
+
+
+def _round_schedule(params: Params) -> dict[str, RoundSchedule]:
     rounds = params.raw("rounds", {}) or {}
     if not isinstance(rounds, dict):
         raise UserError(f"{params.source}: 'rounds' must be a mapping like {{r1: {{labeling_ratio: 0.2, ...}}}}")
@@ -370,7 +395,8 @@ def check_round(params: Params, round_name: str) -> None:
 
 
 def self_training_round(params: Params, round_name: str) -> RoundSchedule:
-    """The schedule of a round with pseudo labels; refuses r0 and rounds params.yaml does not define."""
+    """The schedule of a round with pseudo labels; refuses r0 and rounds params.yaml does not define. Notes
+    nothing as read (see ``round_teacher``)."""
     schedule = round_schedule(params)
     listed = ", ".join(schedule) or "none"
     if round_name == BASELINE_ROUND:
@@ -379,6 +405,13 @@ def self_training_round(params: Params, round_name: str) -> RoundSchedule:
     if round_name not in schedule:
         raise UserError(f"unknown round {round_name!r}; rounds with pseudo labels in {params.source}: {listed}")
     return schedule[round_name]
+
+
+def round_teacher(params: Params, round_name: str) -> str:
+    """The teacher of a round with pseudo labels (checked as ``self_training_round``), noted as read."""
+    teacher = self_training_round(params, round_name).teacher
+    params.note(f"rounds.{round_name}.teacher")
+    return teacher
 
 
 # --- data ----------------------------------------------------------------------------------------------
@@ -519,6 +552,8 @@ class TrainSettings:
         base_lr = get("train.base_lr", float, positive)
         power = get("train.poly_power", float, non_negative)
         rounds = round_schedule(params)
+        if round_name in rounds:
+            params.note(f"rounds.{round_name}")  # the whole entry shapes the round's training
         entry = rounds.get(round_name) or RoundSchedule(round_name, BASELINE_ROUND, "scratch", 1.0, depth=0)
         if entry.base_lr == "continue":
             # The authors resume the teacher's optimiser and epoch counter on a poly schedule spanning
@@ -588,7 +623,7 @@ class DistributedSettings:
 
     @classmethod
     def from_params(cls, params: Params) -> DistributedSettings:
-        return cls(processes=params.get("distributed.processes", int, positive, default=1),
+        return cls(processes=distributed_processes(params),
                    sync_batchnorm=params.get("distributed.sync_batchnorm", bool, default=False))
 
     def check_sync_batchnorm(self, on_gpus: bool, processes: int | None = None) -> None:
@@ -603,6 +638,11 @@ class DistributedSettings:
         if not on_gpus:
             raise UserError("distributed.sync_batchnorm needs GPUs (torch synchronises BatchNorm on GPUs only); "
                             "set it to false for several CPU processes")
+
+
+def distributed_processes(params: Params) -> int:
+    """``distributed.processes``: all that the stages that do not train read of the section."""
+    return params.get("distributed.processes", int, positive, default=1)
 
 
 # --- inference, evaluation, pseudo-labelling -------------------------------------------------------------
@@ -687,6 +727,7 @@ class PseudoLabelSettings:
     @classmethod
     def from_params(cls, params: Params, round_name: str) -> PseudoLabelSettings:
         schedule = self_training_round(params, round_name)
+        params.note(f"rounds.{round_name}.labeling_ratio")
         return cls(method=params.get("pseudo_label.method", str, one_of(*METHODS)),
                    seed=params.get("pseudo_label.seed", int, non_negative),
                    labeling_ratio=schedule.labeling_ratio)

@@ -24,15 +24,15 @@ def confidence(
     it runs as N processes under torchrun, each on whole shards; the store is the same whatever N (on the CPU).
     """
     arguments = dict(locals())  # the options as given, for a relaunch under torchrun
-    from pipeline_lib.settings import ConfidenceSettings, DistributedSettings, Params, self_training_round
+    from pipeline_lib.settings import ConfidenceSettings, Params, distributed_processes, round_teacher
 
     p = Params.load(params)
-    settings, teacher = ConfidenceSettings.from_params(p), self_training_round(p, round_name).teacher
+    settings, teacher = ConfidenceSettings.from_params(p), round_teacher(p, round_name)
 
     from pipeline_lib.confidence.round import confidence_round
     from pipeline_lib.distributed import process_group, relaunch_under_torchrun
 
-    if relaunch_under_torchrun(DistributedSettings.from_params(p).processes,
+    if relaunch_under_torchrun(distributed_processes(p),
                                own_arguments("confidence", confidence, arguments)):
         return
     with process_group() as run:

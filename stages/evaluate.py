@@ -23,7 +23,7 @@ def evaluate(
     """Evaluate outputs/<round>/model.pt on the val split; print the per-class table; write metrics.json (the
     summary), evaluation.json (per class too) and per_class_iou.csv. With --split test: the test split, written
     to test_evaluation.json and nothing else."""
-    from pipeline_lib.settings import EvaluateSettings, InferenceSettings, ModelSettings, Params, check_round
+    from pipeline_lib.settings import EvaluateSettings, InferenceSettings, Params, check_round
 
     from pipeline_lib.errors import UserError
 
@@ -32,7 +32,7 @@ def evaluate(
     p = Params.load(params)
     check_round(p, round_name)
     evaluate_settings, inference = EvaluateSettings.from_params(p), InferenceSettings.from_params(p)
-    arch = ModelSettings.from_params(p).arch
+    arch = p.get("model.arch", str)  # for a note only
 
     from pipeline_lib.evaluation.metrics import class_table
     from pipeline_lib.evaluation.round import evaluate_round

@@ -24,27 +24,21 @@ def infer(
     images; the stores are the same whatever N (on CPU: given the same threads per process).
     """
     arguments = dict(locals())  # the options as given, for a relaunch under torchrun
-    from pipeline_lib.settings import (
-        DistributedSettings,
-        InferenceSettings,
-        Params,
-        images_per_shard,
-        self_training_round,
-    )
+    from pipeline_lib.settings import InferenceSettings, Params, distributed_processes, images_per_shard, round_teacher
 
     p = Params.load(params)
-    schedule = self_training_round(p, round_name)
+    teacher = round_teacher(p, round_name)
     settings, shard_size = InferenceSettings.from_params(p), images_per_shard(p)
 
     from pipeline_lib.distributed import process_group, relaunch_under_torchrun
     from pipeline_lib.infer.round import infer_round
 
-    if relaunch_under_torchrun(DistributedSettings.from_params(p).processes, own_arguments("infer", infer, arguments)):
+    if relaunch_under_torchrun(distributed_processes(p), own_arguments("infer", infer, arguments)):
         return
     with process_group() as run:
-        stores, temperature = infer_round(run, schedule, settings, shard_size, prepared, outputs)
+        stores, temperature = infer_round(run, round_name, teacher, settings, shard_size, prepared, outputs)
         if run.is_main:
-            typer.echo(f"{round_name}: teacher {schedule.teacher}'s logits → {', '.join(map(str, stores))} "
+            typer.echo(f"{round_name}: teacher {teacher}'s logits → {', '.join(map(str, stores))} "
                        f"(fitted temperature T = {temperature:.4f} on the labelled split)")
 
 

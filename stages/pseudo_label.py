@@ -24,15 +24,15 @@ def pseudo_label(
     outputs are the same whatever N.
     """
     arguments = dict(locals())  # the options as given, for a relaunch under torchrun
-    from pipeline_lib.settings import DistributedSettings, Params, PseudoLabelSettings, self_training_round
+    from pipeline_lib.settings import Params, PseudoLabelSettings, distributed_processes, round_teacher
 
     p = Params.load(params)
-    settings, teacher = PseudoLabelSettings.from_params(p, round_name), self_training_round(p, round_name).teacher
+    settings, teacher = PseudoLabelSettings.from_params(p, round_name), round_teacher(p, round_name)
 
     from pipeline_lib.distributed import process_group, relaunch_under_torchrun
     from pipeline_lib.pseudo_label.round import pseudo_label_round
 
-    if relaunch_under_torchrun(DistributedSettings.from_params(p).processes,
+    if relaunch_under_torchrun(distributed_processes(p),
                                own_arguments("pseudo-label", pseudo_label, arguments)):
         return
     with process_group() as run:

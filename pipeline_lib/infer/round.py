@@ -20,26 +20,26 @@ from pipeline_lib.layout import RoundPaths, file_sha256
 from pipeline_lib.models.checkpoint import load_checkpoint
 from pipeline_lib.models.normalization import normalize_image
 from pipeline_lib.predict.inference import predict_logits
-from pipeline_lib.settings import InferenceSettings, RoundSchedule
+from pipeline_lib.settings import InferenceSettings
 from pipeline_lib.stores.logits_store import LogitsStore, write_logits_store
 
 
-def infer_round(run: DistributedRun, schedule: RoundSchedule, settings: InferenceSettings, images_per_shard: int,
-                prepared: Path, outputs: Path) -> tuple[list[Path], float]:
-    """Write ``outputs/<round>/labeled_logits.zarr`` and ``logits.zarr``; returns their paths and the fitted
-    temperature.
+def infer_round(run: DistributedRun, round_name: str, teacher: str, settings: InferenceSettings,
+                images_per_shard: int, prepared: Path, outputs: Path) -> tuple[list[Path], float]:
+    """Write ``outputs/<round>/labeled_logits.zarr`` and ``logits.zarr``, the soft predictions of the round's
+    ``teacher``; returns their paths and the fitted temperature.
 
     The work of one process; under torchrun each writes its own shards of both stores, and rank 0 fits the
     temperature (between the two, so that it is recorded in the unlabelled store's attributes)."""
-    teacher_path = RoundPaths.of(outputs, schedule.teacher).model
+    teacher_path = RoundPaths.of(outputs, teacher).model
     spec = load_spec(prepared)
     model, checkpoint = load_checkpoint(teacher_path, expect_classes=list(spec.classes.names))
     device = run.device
     model.to(device).eval()
     settings = replace(settings, precision=resolve_precision(device, settings.precision, checkpoint["arch"]))
-    paths = RoundPaths.of(outputs, schedule.name)
+    paths = RoundPaths.of(outputs, round_name)
     attrs = {"checkpoint_sha256": file_sha256(teacher_path), "model_arch": checkpoint["arch"],
-             "output_stride": int(model.output_stride), "teacher_round": schedule.teacher,
+             "output_stride": int(model.output_stride), "teacher_round": teacher,
              "inference": settings.as_kwargs()}
     labeled = read_split(prepared, "labeled", spec)
     write_split_logits(model, labeled, spec, device, settings, paths.labeled_logits, {**attrs, "split": "labeled"},

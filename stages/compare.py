@@ -24,7 +24,7 @@ def compare(
     rounds = [BASELINE_ROUND, *round_schedule(Params.load(params))]
 
     from pipeline_lib.atomic import write_text
-    from pipeline_lib.comparison import WORKSPACE, class_names_of, compare_runs, experiment_names, read_runs
+    from pipeline_lib.experiments.comparison import WORKSPACE, class_names_of, compare_runs, experiment_names, read_runs
 
     results = read_runs(runs or [WORKSPACE, *experiment_names(finished=True)], rounds, outputs=outputs)
     text = compare_runs(results, rounds, class_names_of(results))

@@ -14,11 +14,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline_lib.ablation import (
-    batches_sharing_round0,
-    CONTROL,
-    PAPER_VARIANTS,
-    Variant,
+from pipeline_lib.experiments.comparison import RunResults
+from pipeline_lib.experiments.curve import (
     curve_csv,
     curve_experiment_name,
     curve_overrides,
@@ -26,8 +23,6 @@ from pipeline_lib.ablation import (
     curve_recipes_path,
     curve_row,
     doubling_gains,
-    grid_key,
-    parse_experiment_name,
     parse_iterations,
     plateau_verdict,
     read_curve,
@@ -35,15 +30,28 @@ from pipeline_lib.ablation import (
     recipe_key,
     recipe_labels,
     recipe_settings,
-    round0_code,
+)
+from pipeline_lib.experiments.figures import (
+    plot_class_shares,
+    plot_round0_curve,
+    plot_scores,
+    score_series,
+    spread_apart,
+)
+from pipeline_lib.experiments.grid import (
+    CONTROL,
+    PAPER_VARIANTS,
+    Variant,
+    batches_sharing_round0,
+    grid_key,
+    parse_experiment_name,
     seed_overrides,
     seed_values,
     settings_overrides,
     with_values,
 )
-from pipeline_lib.ablation_figure import plot_class_shares, plot_round0_curve, plot_scores, score_series, spread_apart
-from pipeline_lib.ablation_record import ablation_table, merge_rows, read_record, record_json, record_row
-from pipeline_lib.comparison import RunResults
+from pipeline_lib.experiments.record import ablation_table, merge_rows, read_record, record_json, record_row
+from pipeline_lib.experiments.round0 import round0_code
 from pipeline_lib.device import pick_device, resolve_precision
 from pipeline_lib.errors import UserError
 from pipeline_lib.settings import Params

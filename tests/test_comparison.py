@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline_lib.comparison import (
+from pipeline_lib.errors import UserError
+from pipeline_lib.experiments.comparison import (
     RunResults,
     compare_runs,
     experiment_names,
@@ -18,7 +19,6 @@ from pipeline_lib.comparison import (
     read_runs,
     summary_table,
 )
-from pipeline_lib.errors import UserError
 
 
 def test_table_reports_mean_std_over_seeds_and_gain_over_the_first_row():

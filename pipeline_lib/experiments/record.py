@@ -5,7 +5,7 @@ several working sessions would lose the seeds of the earlier ones. Each finished
 therefore copied once into a committed JSON file (``outputs/ablation_runs.json``): per round its evaluation
 (mIoU, tail and head mIoU, per-class IoU) and, for self-training rounds, the pseudo labels' summary and class
 shares (labelled vs pseudo, the paper's Figure 1). The table and the figure read the record only. A row is
-identified by its grid key (:func:`pipeline_lib.ablation.grid_key`), variant and seed; rows already recorded
+identified by its grid key (:func:`pipeline_lib.experiments.grid.grid_key`), variant and seed; rows already recorded
 are kept, never replaced, so a committed result stays what it was (delete its row to measure it again).
 """
 
@@ -13,12 +13,18 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pipeline_lib.ablation import CONTROL, Variant
-from pipeline_lib.comparison import RunResults, first_and_last, format_table, mean_std_cell, paired_difference
 from pipeline_lib.errors import UserError
+from pipeline_lib.experiments.comparison import (
+    RunResults,
+    first_and_last,
+    format_table,
+    mean_std_cell,
+    paired_difference,
+)
+from pipeline_lib.experiments.grid import CONTROL, Variant
 from pipeline_lib.settings import BASELINE_ROUND
 
 RECORD_VERSION = 1
@@ -190,7 +196,7 @@ def differences_table(by_identity: dict[tuple[str, int], dict], variants: Sequen
                       seeds: Sequence[int], rounds: Sequence[str]) -> str:
     """A − B per comparison (:func:`comparisons`) on mIoU and tail mIoU after the first and the last round: the
     mean difference over the seeds both have, each seed's, the seeds' spread, and whether it is resolved (see
-    :func:`pipeline_lib.comparison.paired_difference`)."""
+    :func:`pipeline_lib.experiments.comparison.paired_difference`)."""
     shown = first_and_last(rounds)
     header = ["A − B", *(f"{_round_title(r, rounds)} {score}" for r in shown for score in ("mIoU", "tail"))]
     lines = ["**differences, val ×100**: mean (each seed's; spread: the larger ± of A and B) and verdict — "
@@ -243,3 +249,30 @@ def ablation_table(rows: Sequence[dict], variants: Sequence[Variant], seeds: Seq
     if missing:
         text += f"\nNot recorded: {', '.join(missing)}\n"
     return text
+
+
+def record_grid(variants: Sequence[Variant], seeds: Sequence[int] | None, record: Path, params: Path,
+                report: Callable[[str], None] = print) -> tuple[list[dict], list[str]]:
+    """Bring the record up to date with this grid's finished experiments (each copied once, rows already there
+    kept), and return this grid's rows (of ``seeds``, or all recorded) and its rounds."""
+    from pipeline_lib.atomic import write_text
+    from pipeline_lib.experiments.comparison import experiment_names, read_runs
+    from pipeline_lib.experiments.grid import COMMITS_SEARCHED, load_grid, parse_experiment_name
+
+    _, grid, rounds = load_grid(params)
+    rows = read_record(record)
+    held = {(row["grid"], row["variant"], row["seed"]) for row in rows}
+    new_rows = []
+    for name in experiment_names(COMMITS_SEARCHED, finished=True):
+        parsed = parse_experiment_name(name)
+        if parsed is None or parsed[2] != grid or (grid, parsed[0].name, parsed[1]) in held:
+            continue
+        [results] = read_runs([name], [BASELINE_ROUND, *rounds])
+        row = record_row(parsed[0], parsed[1], grid, results)
+        if row is not None:  # None: a round without its evaluation
+            new_rows.append(row)
+    rows, added = merge_rows(rows, new_rows)
+    if added:
+        write_text(record, record_json(rows))
+        report(f"recorded {', '.join(row['experiment'] for row in added)} in {record}")
+    return grid_rows(rows, grid, variants, seeds), rounds

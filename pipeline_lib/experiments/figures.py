@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
-from pipeline_lib.ablation import PLATEAU_GAIN, Variant, doubling_gains
 from pipeline_lib.atomic import atomic_path
-from pipeline_lib.comparison import first_and_last
 from pipeline_lib.errors import UserError
+from pipeline_lib.experiments.comparison import first_and_last
+from pipeline_lib.experiments.curve import PLATEAU_GAIN, doubling_gains
+from pipeline_lib.experiments.grid import Variant
 from pipeline_lib.inspection.plots import plot_class_distributions
 from pipeline_lib.settings import BASELINE_ROUND
 
@@ -98,10 +100,19 @@ def plot_class_shares(path: str | os.PathLike, rows: Sequence[dict], variants: S
                                    "mean over seeds")
 
 
+def plot_grid(folder: Path, rows: Sequence[dict], variants: Sequence[Variant], rounds: Sequence[str]) -> list[Path]:
+    """The grid's two figures in ``folder``: scores per method (:func:`plot_scores`) and the first round's class
+    shares (:func:`plot_class_shares`); returns their paths."""
+    scores, shares = folder / "ablation_scores.png", folder / "ablation_class_shares.png"
+    plot_scores(scores, rows, variants, rounds)
+    plot_class_shares(shares, rows, variants, rounds[0])
+    return [scores, shares]
+
+
 def plot_round0_curve(path: str | os.PathLike, rows: Sequence[dict], labels: dict[str, str] | None = None) -> None:
     """Val mIoU (solid) and tail mIoU (dashed) of round 0 against its budget, one colour per recipe and seed,
     on a log2 axis (each step a doubling), each doubling's mIoU gain written beside it (bold once it is below
-    the plateau's threshold); a recipe is named by ``labels`` (:func:`pipeline_lib.ablation.recipe_labels`),
+    the plateau's threshold); a recipe is named by ``labels`` (:func:`pipeline_lib.experiments.grid.recipe_labels`),
     else by its hash, in a legend under the axes, where it hides no point. A PNG at ``path``, written
     atomically."""
     from matplotlib.figure import Figure

@@ -32,7 +32,8 @@ from pipeline_lib.data.prepared import load_spec, read_split
 from pipeline_lib.device import autocast_context, pick_device, resolve_precision
 from pipeline_lib.models.build import ARCHITECTURES, build_model, parameter_groups
 from pipeline_lib.models.normalization import normalize_batch
-from pipeline_lib.settings import BASELINE_ROUND, PRECISIONS, DataSettings, Params, TrainSettings
+from pipeline_lib.params import Params
+from pipeline_lib.settings import BASELINE_ROUND, DataSettings, PRECISIONS, TrainSettings
 from pipeline_lib.train.images import MixedSources, TrainingImages
 from pipeline_lib.train.loop import IterationBatches, poly_lr, train
 from pipeline_lib.train.loss import segmentation_loss

@@ -14,6 +14,7 @@ from pipeline_lib.data.classes import known_class_set
 from pipeline_lib.errors import UserError
 from pipeline_lib.evaluation.metrics import tail_classes_from_shares
 from pipeline_lib.models.build import ARCHITECTURES  # torch-free: the model modules load only on build
+from pipeline_lib.params import Params
 from pipeline_lib.settings import (
     BASELINE_ROUND,
     ConfidenceSettings,
@@ -22,7 +23,6 @@ from pipeline_lib.settings import (
     EvaluateSettings,
     InferenceSettings,
     ModelSettings,
-    Params,
     PseudoLabelSettings,
     TrainSettings,
     images_per_shard,

@@ -1,28 +1,29 @@
-"""The one home of ``params.yaml``: typed, frozen settings per section, each key checked here and only here.
+"""The typed, frozen settings of ``params.yaml``, per section, each key checked here and only here.
 
-:meth:`Params.get` reads one key and refuses a bad value with one message form,
-``<file>: '<key>' <problem>, got <value>``; each section's ``from_params`` reads its keys with it. Code
-below this module takes the typed settings and trusts them (no re-validation on per-image paths).
+Each section's ``from_params`` reads its keys with :meth:`pipeline_lib.params.Params.get` (one message form for a
+bad value). Code below this module takes the typed settings and trusts them (no re-validation on per-image
+paths).
 
 This module imports neither torch nor numpy: the ``dars`` command checks parameters before any of them load.
 """
 
 from __future__ import annotations
 
-import difflib
-import math
-import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from pipeline_lib.errors import UserError
-
-_MISSING = object()
+from pipeline_lib.params import (
+    Params,
+    at_least,
+    fraction,
+    fraction_below_one,
+    non_negative,
+    one_of,
+    open_fraction,
+    positive,
+)
+from pipeline_lib.train.augmentation_recipe import AugmentationSettings
 
 BASELINE_ROUND = "r0"  # the supervised model trained on the labelled split only
 DATASETS = ("synthetic", "cityscapes", "camvid", "voc", "folder")
@@ -32,264 +33,13 @@ LOSSES = ("per_source", "pixel_mean")  # train.loss: see TrainSettings.loss
 # train.precision, for training, inference and evaluation alike: auto = the faster one on the device
 # (pipeline_lib.device.resolve_precision), or one of the others forced.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-PADDINGS = ("corner", "centre")
 # What a round's entry may say; the keys after the first three are optional (absent: train.*'s value).
 ROUND_KEYS = ("teacher", "init", "labeling_ratio", "iterations", "batch_size", "pseudo_fraction", "base_lr",
               "optimizer_state", "augmentation")
 MIN_SYNTHETIC_SIDE = 64  # the street renderer's smallest image side
 
 
-class Params:
-    """A loaded ``params.yaml``; ``get("train.base_lr", float, positive)`` reads one checked value."""
-
-    def __init__(self, data: dict, source: str = "params.yaml") -> None:
-        if not isinstance(data, dict):
-            raise UserError(f"{source}: expected a mapping at the top level")
-        self.data = data
-        self.source = source
-        # Every dotted key looked up, outside `unrecorded` blocks: what a stage's settings read (tests compare it
-        # with the stage's dvc.yaml params) and, after every reader ran, what no reader knows (`dars check`).
-        self.read: set[str] = set()
-        self._recording = True
-
-    @classmethod
-    def load(cls, path: str | os.PathLike = "params.yaml") -> Params:
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"{path}: parameter file not found")
-        return cls.parse(path.read_text(), str(path))
-
-    @classmethod
-    def parse(cls, text: str, source: str) -> Params:
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise UserError(f"{source}{where}: not valid YAML ({problem})") from None
-        return cls(data, source)
-
-    def unread_keys(self) -> list[str]:
-        """The dotted keys of the file (its leaves) that no lookup so far has read, in file order: after every
-        reader has run (``dars check``), the keys nothing reads, such as a misspelt one."""
-        def leaves(node: Any, prefix: str) -> Iterator[str]:
-            if isinstance(node, dict) and node:
-                for name, value in node.items():
-                    yield from leaves(value, f"{prefix}.{name}" if prefix else str(name))
-            else:
-                yield prefix
-
-        return [key for key in leaves(self.data, "")
-                if not any(key == read or key.startswith(read + ".") for read in self.read)]
-
-    @contextmanager
-    def unrecorded(self) -> Iterator[None]:
-        """Look-ups inside the block are not recorded: checks of keys that do not feed the caller's work (a round's
-        teacher graph, validated whole by every stage that names a round)."""
-        recording, self._recording = self._recording, False
-        try:
-            yield
-        finally:
-            self._recording = recording
-
-    def note(self, key: str) -> None:
-        """Record ``key`` as read: the part of an unrecorded check's result that the caller does use."""
-        if self._recording:
-            self.read.add(key)
-
-    def raw(self, key: str, default: Any = _MISSING) -> Any:
-        self.note(key)
-        node: Any = self.data
-        for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                if default is _MISSING:
-                    near = difflib.get_close_matches(part, [str(k) for k in node], n=1) \
-                        if isinstance(node, dict) else []
-                    raise UserError(f"{self.source}: missing key '{key}'"
-                                    + (f" ('{near[0]}' is there: misspelt?)" if near else ""))
-                return default
-            node = node[part]
-        return node
-
-    def get(self, key: str, kind: type, *checks: Callable[[Any], str | None], default: Any = _MISSING) -> Any:
-        """Value at dotted ``key`` converted to ``kind``; each check returns an error phrase or None."""
-        value = self.raw(key, default)
-        if value is None and default is None:
-            return None
-        try:
-            if kind is bool:
-                if not isinstance(value, bool):
-                    raise TypeError
-                converted = value
-            elif kind in (int, float) and isinstance(value, bool):
-                raise TypeError
-            elif kind is int and isinstance(value, float) and not value.is_integer():
-                raise TypeError
-            elif kind is str and not isinstance(value, str):
-                raise TypeError
-            else:
-                converted = kind(value)
-        except (TypeError, ValueError):
-            raise UserError(f"{self.source}: '{key}' must be a {kind.__name__}, got {value!r}") from None
-        if isinstance(converted, float) and not math.isfinite(converted):
-            raise UserError(f"{self.source}: '{key}' must be finite, got {value!r}")
-        for check in checks:
-            problem = check(converted)
-            if problem:
-                raise UserError(f"{self.source}: '{key}' {problem}, got {value!r}")
-        return converted
-
-    def fail(self, key: str, problem: str) -> UserError:
-        """The one message form for a value that passed its type but not a check across keys."""
-        return UserError(f"{self.source}: '{key}' {problem}, got {self.raw(key, None)!r}")
-
-
-def positive(value: float) -> str | None:
-    return None if value > 0 else "must be > 0"
-
-
-def non_negative(value: float) -> str | None:
-    return None if value >= 0 else "must be >= 0"
-
-
-def at_least(minimum: int) -> Callable[[float], str | None]:
-    return lambda value: None if value >= minimum else f"must be >= {minimum}"
-
-
-def fraction(value: float) -> str | None:
-    """In (0, 1]."""
-    return None if 0 < value <= 1 else "must be in (0, 1]"
-
-
-def fraction_below_one(value: float) -> str | None:
-    """In [0, 1)."""
-    return None if 0 <= value < 1 else "must be in [0, 1)"
-
-
-def open_fraction(value: float) -> str | None:
-    """In (0, 1)."""
-    return None if 0 < value < 1 else "must be in (0, 1)"
-
-
-def one_of(*choices: str) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        return None if value in choices else f"must be one of {', '.join(choices)}"
-    return check
-
-
 # --- augmentation ----------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class AugmentationSettings:
-    """One source's training augmentation (pipeline_lib.train.augmentation applies it, in this order).
-
-    Written in params.yaml as one line, so that each (round, source) is one `dvc exp show` column, e.g. the
-    authors' Cityscapes round 0: ``scale 0.25-1.0, rotate 10 p0.5, blur 5x5 p0.5, flip, pad centre``.
-    Parts (each at most once, comma-separated, any order; a part left out is off): ``scale A-B`` (random
-    scale factor), ``rotate D`` or ``rotate D pP`` (angle uniform in ±D degrees, with probability P, default
-    1), ``blur KxK pP`` (K×K Gaussian kernel, σ as OpenCV derives it from K) or ``blur radius R pP`` (PIL
-    Gaussian of radius uniform in [0.1, R]), ``flip`` or ``flip pP`` (horizontal, default P 0.5), ``jitter A``
-    (brightness, contrast, saturation factors uniform in [1 − A, 1 + A]), ``pad centre`` (images smaller than
-    the crop padded on all sides with the mean colour, as the authors) or ``pad corner`` (bottom/right, grey;
-    the default). ``none`` is the crop alone; ``beta B`` is the shorthand kept from earlier versions (one
-    strength scaling all of them, see README) and reproduces their draws exactly.
-    """
-
-    scale: tuple[float, float] | None = None
-    rotation: float = 0.0
-    rotation_p: float = 1.0
-    blur_kernel: int | None = None
-    blur_radius: float | None = None
-    blur_p: float = 0.0
-    jitter: float = 0.0
-    flip_p: float = 0.0
-    padding: str = "corner"
-
-    @classmethod
-    def from_beta(cls, beta: float) -> AugmentationSettings:
-        """The single-strength recipe of earlier versions (expressions kept as they were: same floats)."""
-        if beta == 0:
-            return cls()
-        return cls(scale=(max(0.25, 1.0 - 0.5 * beta), 1.0 + 0.5 * beta), rotation=10.0 * beta,
-                   blur_radius=max(0.1, beta), blur_p=min(0.5, 0.5 * beta), jitter=0.3 * beta, flip_p=0.5)
-
-    @classmethod
-    def parse(cls, text: str) -> AugmentationSettings:
-        """The recipe a params.yaml line describes; ValueError (a phrase naming the bad part) otherwise."""
-        parts = [part.strip() for part in text.split(",")]
-        if parts == ["none"]:
-            return cls()
-        words = parts[0].split()
-        if len(parts) == 1 and len(words) == 2 and words[0] == "beta":
-            beta = _number(words[1], parts[0])
-            if beta < 0:
-                raise ValueError(f"has '{parts[0]}': β must be >= 0")
-            return cls.from_beta(beta)
-        fields: dict[str, Any] = {}
-        named: set[str] = set()
-        for part in parts:
-            words = part.split()
-            name = words[0] if words else ""
-            if name in named:
-                raise ValueError(f"names '{name}' twice")
-            named.add(name)
-            if name == "scale" and len(words) == 2 and words[1].count("-") == 1:
-                low, high = (_number(value, part) for value in words[1].split("-"))
-                if not 0 < low <= high:
-                    raise ValueError(f"has '{part}': need 0 < low <= high")
-                fields["scale"] = (low, high)
-            elif name == "rotate" and len(words) in (2, 3):
-                fields["rotation"] = _number(words[1], part)
-                fields["rotation_p"] = _probability(words[2:], part, 1.0)
-                if fields["rotation"] < 0:
-                    raise ValueError(f"has '{part}': the angle must be >= 0")
-            elif name == "blur" and len(words) in (2, 3) and "x" in words[1]:
-                sides = words[1].split("x")
-                if len(sides) != 2 or sides[0] != sides[1] or not sides[0].isdigit() or int(sides[0]) % 2 == 0 \
-                        or int(sides[0]) < 3:
-                    raise ValueError(f"has '{part}': the kernel must be square and odd, like 5x5")
-                fields["blur_kernel"], fields["blur_p"] = int(sides[0]), _probability(words[2:], part, None)
-            elif name == "blur" and len(words) in (3, 4) and words[1] == "radius":
-                fields["blur_radius"], fields["blur_p"] = _number(words[2], part), _probability(words[3:], part, None)
-                if fields["blur_radius"] <= 0:
-                    raise ValueError(f"has '{part}': the radius must be > 0")
-            elif name == "flip" and len(words) in (1, 2):
-                fields["flip_p"] = _probability(words[1:], part, 0.5)
-            elif name == "jitter" and len(words) == 2:
-                fields["jitter"] = _number(words[1], part)
-                if not 0 <= fields["jitter"] < 1:
-                    raise ValueError(f"has '{part}': the amount must be in [0, 1)")
-            elif name == "pad" and len(words) == 2 and words[1] in PADDINGS:
-                fields["padding"] = words[1]
-            else:
-                raise ValueError(f"has '{part}', which is none of: scale A-B, rotate D [pP], blur KxK pP, "
-                                 "blur radius R pP, flip [pP], jitter A, pad centre|corner (or: none, beta B)")
-        return cls(**fields)
-
-
-def _number(text: str, part: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"has '{part}': {text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise ValueError(f"has '{part}': {text!r} is not finite")
-    return value
-
-
-def _probability(words: list[str], part: str, default: float | None) -> float:
-    if not words:
-        if default is None:
-            raise ValueError(f"has '{part}' without its probability (pP)")
-        return default
-    if len(words) != 1 or not words[0].startswith("p"):
-        raise ValueError(f"has '{part}': the probability is written pP, like p0.5")
-    value = _number(words[0][1:], part)
-    if not 0 < value <= 1:
-        raise ValueError(f"has '{part}': the probability must be in (0, 1]")
-    return value
-
 
 def augmentation_at(params: Params, key: str) -> AugmentationSettings:
     """The recipe written at ``key`` (one line, see AugmentationSettings), checked."""

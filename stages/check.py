@@ -15,7 +15,7 @@ def check(params: Path = typer.Option(Path("params.yaml"), help="Parameter file 
     `./run.sh pipeline` runs it before `dvc repro`; run it yourself before a plain `dvc repro`, whose own
     messages for a missing teacher or an empty `rounds` name DVC's paths and templates, not the key."""
     from pipeline_lib.check import check_params
-    from pipeline_lib.settings import Params
+    from pipeline_lib.params import Params
 
     rounds = check_params(Params.load(params))
     typer.echo(f"{params}: valid; rounds {', '.join(rounds)}")

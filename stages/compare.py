@@ -19,7 +19,8 @@ def compare(
 ) -> None:
     """Print each run's summary (every round's mIoU and tail mIoU, the pseudo labels' share and accuracy), then
     per-class IoU, tail mIoU, mIoU and the gain over the first run, for the first and the last round."""
-    from pipeline_lib.settings import BASELINE_ROUND, Params, round_schedule
+    from pipeline_lib.params import Params
+    from pipeline_lib.settings import BASELINE_ROUND, round_schedule
 
     rounds = [BASELINE_ROUND, *round_schedule(Params.load(params))]
 

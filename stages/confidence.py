@@ -24,7 +24,8 @@ def confidence(
     it runs as N processes under torchrun, each on whole shards; the store is the same whatever N (on the CPU).
     """
     arguments = dict(locals())  # the options as given, for a relaunch under torchrun
-    from pipeline_lib.settings import ConfidenceSettings, Params, distributed_processes, round_teacher
+    from pipeline_lib.params import Params
+    from pipeline_lib.settings import ConfidenceSettings, distributed_processes, round_teacher
 
     p = Params.load(params)
     settings, teacher = ConfidenceSettings.from_params(p), round_teacher(p, round_name)

@@ -23,7 +23,8 @@ def evaluate(
     """Evaluate outputs/<round>/model.pt on the val split; print the per-class table; write metrics.json (the
     summary), evaluation.json (per class too) and per_class_iou.csv. With --split test: the test split, written
     to test_evaluation.json and nothing else."""
-    from pipeline_lib.settings import EvaluateSettings, InferenceSettings, Params, check_round
+    from pipeline_lib.params import Params
+    from pipeline_lib.settings import EvaluateSettings, InferenceSettings, check_round
 
     from pipeline_lib.errors import UserError
 

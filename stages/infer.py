@@ -24,7 +24,8 @@ def infer(
     images; the stores are the same whatever N (on CPU: given the same threads per process).
     """
     arguments = dict(locals())  # the options as given, for a relaunch under torchrun
-    from pipeline_lib.settings import InferenceSettings, Params, distributed_processes, images_per_shard, round_teacher
+    from pipeline_lib.params import Params
+    from pipeline_lib.settings import InferenceSettings, distributed_processes, images_per_shard, round_teacher
 
     p = Params.load(params)
     teacher = round_teacher(p, round_name)

@@ -53,7 +53,8 @@ def predict(
     if (round_name is None) == (model is None):
         raise UserError("give either --round (its outputs/<round>/model.pt) or --model PATH")
     from pipeline_lib.layout import RoundPaths
-    from pipeline_lib.settings import InferenceSettings, Params
+    from pipeline_lib.params import Params
+    from pipeline_lib.settings import InferenceSettings
 
     p = Params.load(params)
     overrides = {key: value for key, value in (("mode", mode), ("crop_size", crop_size), ("stride", stride),

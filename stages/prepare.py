@@ -15,7 +15,8 @@ def prepare(
 ) -> None:
     """Prepare the dataset named by data.dataset: split it and record its class distribution."""
     from pipeline_lib.data.prepare import prepare_dataset
-    from pipeline_lib.settings import DataSettings, Params
+    from pipeline_lib.params import Params
+    from pipeline_lib.settings import DataSettings
 
     settings = DataSettings.from_params(Params.load(params))
     prepare_dataset(settings, out)

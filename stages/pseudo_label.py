@@ -24,7 +24,8 @@ def pseudo_label(
     outputs are the same whatever N.
     """
     arguments = dict(locals())  # the options as given, for a relaunch under torchrun
-    from pipeline_lib.settings import Params, PseudoLabelSettings, distributed_processes, round_teacher
+    from pipeline_lib.params import Params
+    from pipeline_lib.settings import PseudoLabelSettings, distributed_processes, round_teacher
 
     p = Params.load(params)
     settings, teacher = PseudoLabelSettings.from_params(p, round_name), round_teacher(p, round_name)

@@ -24,14 +24,8 @@ def train(
     With distributed.processes N > 1 it runs as N processes under torchrun (one per GPU, DDP).
     """
     arguments = dict(locals())  # the options as given, for a relaunch under torchrun
-    from pipeline_lib.settings import (
-        BASELINE_ROUND,
-        DistributedSettings,
-        ModelSettings,
-        Params,
-        TrainSettings,
-        round_schedule,
-    )
+    from pipeline_lib.params import Params
+    from pipeline_lib.settings import BASELINE_ROUND, DistributedSettings, ModelSettings, TrainSettings, round_schedule
 
     p = Params.load(params)
     settings, model = TrainSettings.from_params(p, round_name), ModelSettings.from_params(p)

@@ -54,7 +54,7 @@ from pipeline_lib.experiments.record import ablation_table, merge_rows, read_rec
 from pipeline_lib.experiments.round0 import round0_code
 from pipeline_lib.device import pick_device, resolve_precision
 from pipeline_lib.errors import UserError
-from pipeline_lib.settings import Params
+from pipeline_lib.params import Params
 from pipeline_project import REPO, dvc, make_project, run
 
 

@@ -33,7 +33,8 @@ from pipeline_lib.distributed import (
 from pipeline_lib.errors import UserError
 from pipeline_lib.models.build import build_model
 from pipeline_lib.models.checkpoint import save_checkpoint
-from pipeline_lib.settings import DistributedSettings, Params, SyntheticSettings
+from pipeline_lib.params import Params
+from pipeline_lib.settings import DistributedSettings, SyntheticSettings
 from pipeline_lib.stores.logits_store import LogitsStore, write_logits_store
 from pipeline_lib.stores.pseudo_label_store import PseudoLabelStore
 from pipeline_lib.stores.sharded_stack import shard_images, shards_of_writer

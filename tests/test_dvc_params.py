@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline_lib.settings import Params, round_schedule
+from pipeline_lib.params import Params
+from pipeline_lib.settings import round_schedule
 from pipeline_project import REPO
 
 # dvc.yaml stage -> (stage module and command, the library call that follows the parsing)

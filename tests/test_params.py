@@ -6,15 +6,9 @@ import pytest
 import yaml
 
 from pipeline_lib.errors import UserError
-from pipeline_lib.settings import (
-    AugmentationSettings,
-    InferenceSettings,
-    Params,
-    TrainSettings,
-    fraction,
-    positive,
-    round_schedule,
-)
+from pipeline_lib.params import Params, fraction, positive
+from pipeline_lib.settings import InferenceSettings, TrainSettings, round_schedule
+from pipeline_lib.train.augmentation_recipe import AugmentationSettings
 from pipeline_project import REPO
 
 

@@ -13,7 +13,8 @@ from pipeline_lib.device import pick_device, resolve_precision
 from pipeline_lib.errors import UserError
 from pipeline_lib.models.build import build_model
 from pipeline_lib.models.checkpoint import load_checkpoint, save_checkpoint
-from pipeline_lib.settings import AugmentationSettings, SyntheticSettings, TrainSettings
+from pipeline_lib.settings import SyntheticSettings, TrainSettings
+from pipeline_lib.train.augmentation_recipe import AugmentationSettings
 from pipeline_lib.train import loop as training
 from pipeline_lib.train.augmentation import augment
 from pipeline_lib.train.images import TrainingImages
@@ -182,7 +183,7 @@ def test_labelled_only_control_round_needs_no_pseudo_labels(prepared, tmp_path):
 def test_continue_starts_each_round_where_the_authors_schedule_stands():
     """Their round k resumes the teacher at epoch k·E of a poly schedule over (k+1)·E epochs; the lr at round k's
     first step, and at any later step, equals that schedule's value."""
-    from pipeline_lib.settings import Params
+    from pipeline_lib.params import Params
     from pipeline_lib.train.loop import poly_lr
 
     p = Params.load(REPO / "configs" / "cityscapes_1-8_pspnet50_crop361.yaml")
@@ -199,7 +200,7 @@ def test_continue_starts_each_round_where_the_authors_schedule_stands():
 
 
 def test_round_settings_override_train_and_are_checked():
-    from pipeline_lib.settings import Params
+    from pipeline_lib.params import Params
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["rounds"]["r1"].update(base_lr=0.03, batch_size=6, pseudo_fraction=0.5, optimizer_state="teacher")

@@ -11,7 +11,7 @@ from pathlib import Path
 from pipeline_lib.errors import UserError
 from pipeline_lib.experiments.dvc_git import run_dvc
 from pipeline_lib.experiments.grid import VARIANT_AND_SEED_KEYS, hash_without, params_without, seed_overrides
-from pipeline_lib.settings import Params
+from pipeline_lib.params import Params
 
 # The round-0 curve: the supervised baseline's val scores against its training budget, one experiment per budget
 # (each its own full poly schedule, so a point is what training that long gives, not a checkpoint of a longer

@@ -22,7 +22,8 @@ from typing import TypeVar
 
 from pipeline_lib.errors import UserError
 from pipeline_lib.experiments.dvc_git import run_dvc
-from pipeline_lib.settings import METHODS, Params
+from pipeline_lib.params import Params
+from pipeline_lib.settings import METHODS
 
 T = TypeVar("T")
 

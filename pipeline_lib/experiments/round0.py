@@ -15,7 +15,8 @@ from pipeline_lib.errors import UserError
 from pipeline_lib.experiments.dvc_git import dvc_cache_dir, git, run_dvc, same_tree
 from pipeline_lib.experiments.grid import seed_values, with_values
 from pipeline_lib.layout import RoundPaths
-from pipeline_lib.settings import BASELINE_ROUND, DataSettings, Params
+from pipeline_lib.params import Params
+from pipeline_lib.settings import BASELINE_ROUND, DataSettings
 
 # The stages that make a round 0 (dvc.yaml's names), trained ahead in a clone by `dars ablation round0`.
 ROUND0_STAGES = ("prepare", "train_r0", "evaluate_r0")

@@ -31,7 +31,8 @@ from pipeline_lib.data.image_files import load_image
 from pipeline_lib.data.prepared import DatasetSpec, Sample, load_label, load_spec, read_split
 from pipeline_lib.errors import UserError
 from pipeline_lib.layout import RoundPaths
-from pipeline_lib.settings import Params, self_training_round
+from pipeline_lib.params import Params
+from pipeline_lib.settings import self_training_round
 from pipeline_lib.stores.logits_store import LogitsStore
 from pipeline_lib.stores.pseudo_label_store import PseudoLabelStore
 from pipeline_lib.stores.sharded_stack import StoreLike, fsspec_store

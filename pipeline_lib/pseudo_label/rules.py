@@ -37,8 +37,7 @@ import numpy as np
 from pipeline_lib.data.classes import IGNORE_INDEX
 from pipeline_lib.errors import UserError
 from pipeline_lib.pseudo_label.ranking import INF_BITS, ConfidenceRanking, smallest_bits_at_or_above
-
-METHODS: tuple[str, ...] = ("st", "cbst", "da", "dars")
+from pipeline_lib.settings import METHODS  # the one list of rule names (params.yaml's pseudo_label.method)
 
 
 def _exact_ratio(labeling_ratio: float) -> Fraction:

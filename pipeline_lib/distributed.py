@@ -21,7 +21,7 @@ import shlex
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,3 +209,16 @@ def relaunch_under_torchrun(processes: int, stage_args: Sequence[str]) -> bool:
         raise UserError(f"the {processes}-process run failed (torchrun exit status {status}); "
                         "the failing process's own error is above torchrun's report")
     return True
+
+
+def run_in_processes(processes: int, stage_args: Sequence[str], work: Callable[[DistributedRun], str | None],
+                     report: Callable[[str], None] = print) -> None:
+    """A distributed stage's frame: with ``processes`` > 1 (and not already under torchrun) rerun the stage
+    (``dars <stage_args>``) as that many processes under torchrun; otherwise run ``work(run)`` in this process's
+    group, the main rank reporting the line it returns."""
+    if relaunch_under_torchrun(processes, stage_args):
+        return
+    with process_group() as run:
+        line = work(run)
+        if run.is_main and line:
+            report(line)

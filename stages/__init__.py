@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from pathlib import Path
 from inspect import signature  # (not `import inspect`: the stages.inspect module would shadow it)
 
 # OpenMP threads that spin while they wait make torch 10-20x slower as soon as another process wants a
@@ -38,6 +39,10 @@ def reports_user_errors(command):
             sys.exit(2)
 
     return wrapper
+
+
+PREPARED = typer.Option(Path("data/prepared"), help="Prepared-dataset directory.")
+OUTPUTS = typer.Option(Path("outputs"), help="Root of the per-round output directories.")
 
 
 def run_standalone(command) -> None:

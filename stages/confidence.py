@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from stages import own_arguments, run_standalone
+from stages import OUTPUTS, PREPARED, own_arguments, run_standalone
 
 
 def confidence(
@@ -14,8 +14,8 @@ def confidence(
                                    "feed; its teacher's logits make them."),
     params: Path = typer.Option(Path("params.yaml"), help="Parameter file (reads rounds.<round>.teacher, "
                                 "pseudo_label.temperature_scaling, distributed.processes)."),
-    prepared: Path = typer.Option(Path("data/prepared"), help="Prepared-dataset directory."),
-    outputs: Path = typer.Option(Path("outputs"), help="Root of the per-round output directories."),
+    prepared: Path = PREPARED,
+    outputs: Path = OUTPUTS,
 ) -> None:
     """Write outputs/<round>/confidences.zarr: each unlabelled pixel's max softmax probability and predicted class,
     and their histogram, from outputs/<round>/logits.zarr.
@@ -30,17 +30,15 @@ def confidence(
     p = Params.load(params)
     settings, teacher = ConfidenceSettings.from_params(p), round_teacher(p, round_name)
 
+    from pipeline_lib.distributed import run_in_processes
     from pipeline_lib.confidence.round import confidence_round
-    from pipeline_lib.distributed import process_group, relaunch_under_torchrun
 
-    if relaunch_under_torchrun(distributed_processes(p),
-                               own_arguments("confidence", confidence, arguments)):
-        return
-    with process_group() as run:
+    def work(run) -> str:
         temperature = confidence_round(run, round_name, teacher, settings, prepared, outputs, report=typer.echo)
-        if run.is_main:
-            typer.echo(f"{round_name}: teacher {teacher}'s confidences (T = {temperature:.4g}, {run.device}) → "
-                       f"{outputs / round_name / 'confidences.zarr'}")
+        return (f"{round_name}: teacher {teacher}'s confidences (T = {temperature:.4g}, {run.device}) → "
+                f"{outputs / round_name / 'confidences.zarr'}")
+
+    run_in_processes(distributed_processes(p), own_arguments("confidence", confidence, arguments), work, typer.echo)
 
 
 if __name__ == "__main__":

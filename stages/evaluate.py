@@ -7,15 +7,15 @@ from pathlib import Path
 
 import typer
 
-from stages import run_standalone
+from stages import OUTPUTS, PREPARED, run_standalone
 
 
 def evaluate(
     round_name: str = typer.Option("r0", "--round", help="Which round's model to evaluate."),
     params: Path = typer.Option(Path("params.yaml"), help="Parameter file (reads evaluate.*, inference.*, "
                         "model.arch)."),
-    prepared: Path = typer.Option(Path("data/prepared"), help="Prepared-dataset directory."),
-    outputs: Path = typer.Option(Path("outputs"), help="Root of the per-round output directories."),
+    prepared: Path = PREPARED,
+    outputs: Path = OUTPUTS,
     split: str = typer.Option("val", help="val (the pipeline's evaluation, its DVC metrics) or test: the "
                               "dataset's test split where prepare found one (CamVid), written to "
                               "test_evaluation.json only; report it after choosing on val."),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from stages import own_arguments, run_standalone
+from stages import OUTPUTS, PREPARED, own_arguments, run_standalone
 
 
 def infer(
@@ -14,8 +14,8 @@ def infer(
                                    "(r1, r2…); its teacher's model makes them."),
     params: Path = typer.Option(Path("params.yaml"), help="Parameter file (reads rounds.<round>.teacher, inference.*, "
                                 "distributed.processes)."),
-    prepared: Path = typer.Option(Path("data/prepared"), help="Prepared-dataset directory."),
-    outputs: Path = typer.Option(Path("outputs"), help="Root of the per-round output directories."),
+    prepared: Path = PREPARED,
+    outputs: Path = OUTPUTS,
 ) -> None:
     """Write outputs/<round>/labeled_logits.zarr (labelled split) and logits.zarr (unlabelled split, with the
     temperature fitted on the labelled one).
@@ -31,16 +31,15 @@ def infer(
     teacher = round_teacher(p, round_name)
     settings, shard_size = InferenceSettings.from_params(p), images_per_shard(p)
 
-    from pipeline_lib.distributed import process_group, relaunch_under_torchrun
+    from pipeline_lib.distributed import run_in_processes
     from pipeline_lib.infer.round import infer_round
 
-    if relaunch_under_torchrun(distributed_processes(p), own_arguments("infer", infer, arguments)):
-        return
-    with process_group() as run:
+    def work(run) -> str:
         stores, temperature = infer_round(run, round_name, teacher, settings, shard_size, prepared, outputs)
-        if run.is_main:
-            typer.echo(f"{round_name}: teacher {teacher}'s logits → {', '.join(map(str, stores))} "
-                       f"(fitted temperature T = {temperature:.4f} on the labelled split)")
+        return (f"{round_name}: teacher {teacher}'s logits → {', '.join(map(str, stores))} "
+                f"(fitted temperature T = {temperature:.4f} on the labelled split)")
+
+    run_in_processes(distributed_processes(p), own_arguments("infer", infer, arguments), work, typer.echo)
 
 
 if __name__ == "__main__":

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import typer
 
-from stages import own_arguments, run_standalone
+from stages import OUTPUTS, PREPARED, own_arguments, run_standalone
 
 
 def pseudo_label(
     round_name: str = typer.Option(..., "--round", help="The round (r1, r2…) whose pseudo labels to make."),
     params: Path = typer.Option(Path("params.yaml"), help="Parameter file (reads pseudo_label.method and .seed, "
                                 "rounds.<round>.labeling_ratio and .teacher, distributed.processes)."),
-    prepared: Path = typer.Option(Path("data/prepared"), help="Prepared-dataset directory."),
-    outputs: Path = typer.Option(Path("outputs"), help="Root of the per-round output directories."),
+    prepared: Path = PREPARED,
+    outputs: Path = OUTPUTS,
 ) -> None:
     """Write outputs/<round>/pseudo_labels.zarr, pseudo_label_stats.json, pseudo_label_metrics.json and
     class_distribution.csv from outputs/<round>/confidences.zarr.
@@ -30,18 +30,17 @@ def pseudo_label(
     p = Params.load(params)
     settings, teacher = PseudoLabelSettings.from_params(p, round_name), round_teacher(p, round_name)
 
-    from pipeline_lib.distributed import process_group, relaunch_under_torchrun
+    from pipeline_lib.distributed import run_in_processes
     from pipeline_lib.pseudo_label.round import pseudo_label_round
 
-    if relaunch_under_torchrun(distributed_processes(p),
-                               own_arguments("pseudo-label", pseudo_label, arguments)):
-        return
-    with process_group() as run:
+    def work(run) -> str:
         stats = pseudo_label_round(round_name, teacher, settings, prepared, outputs, writers=run)
-        if run.is_main:
-            typer.echo(f"{round_name}: {settings.method} labelled {stats['fraction_labeled']:.3f} of pixels, "
-                       f"KL(labelled‖pseudo) = {stats['kl_divergence']:.4f} → "
-                       f"{outputs / round_name / 'pseudo_labels.zarr'}")
+        return (f"{round_name}: {settings.method} labelled {stats['fraction_labeled']:.3f} of pixels, "
+                f"KL(labelled‖pseudo) = {stats['kl_divergence']:.4f} → "
+                f"{outputs / round_name / 'pseudo_labels.zarr'}")
+
+    run_in_processes(distributed_processes(p), own_arguments("pseudo-label", pseudo_label, arguments), work,
+                     typer.echo)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from stages import own_arguments, run_standalone
+from stages import OUTPUTS, PREPARED, own_arguments, run_standalone
 
 
 def train(
@@ -14,8 +14,8 @@ def train(
                                    "from params.yaml's `rounds`."),
     params: Path = typer.Option(Path("params.yaml"), help="Parameter file (reads seed, model.*, train.*, "
                                 "distributed.*, and for rounds ≥ 1 rounds.<round>.* and self_training.*)."),
-    prepared: Path = typer.Option(Path("data/prepared"), help="Prepared-dataset directory."),
-    outputs: Path = typer.Option(Path("outputs"), help="Root of the per-round output directories."),
+    prepared: Path = PREPARED,
+    outputs: Path = OUTPUTS,
     resume_dir: Path = typer.Option(Path(".dars_resume"), help="Where interrupted runs keep their resume state."),
 ) -> None:
     """Train the round's model and write outputs/<round>/model.pt and its training log.
@@ -36,18 +36,17 @@ def train(
 
     distributed.check_sync_batchnorm(uses_gpu())
 
-    from pipeline_lib.distributed import process_group, relaunch_under_torchrun
+    from pipeline_lib.distributed import run_in_processes
     from pipeline_lib.train.round import train_round
 
-    if relaunch_under_torchrun(distributed.processes, own_arguments("train", train, arguments)):
-        return
-    with process_group() as run:
+    def work(run) -> str:
         settings.check_processes(run.world_size)  # torchrun may have been started by hand with its own count
         distributed.check_sync_batchnorm(run.device.type == "cuda", run.world_size)
         saved = train_round(run, round_name, settings, model, schedule, distributed.sync_batchnorm, prepared,
                             outputs, resume_dir, report=typer.echo)
-        if run.is_main:
-            typer.echo(f"wrote {saved}")
+        return f"wrote {saved}"
+
+    run_in_processes(distributed.processes, own_arguments("train", train, arguments), work, typer.echo)
 
 
 if __name__ == "__main__":

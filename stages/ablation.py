@@ -7,15 +7,21 @@ from pathlib import Path
 
 import typer
 
-from pipeline_lib.experiments.grid import CONTROL, PAPER_VARIANTS, WORKSPACE_PARAMS, parse_seeds, parse_variants
+from pipeline_lib.experiments.grid import (
+    CONTROL,
+    DEFAULT_VARIANTS,
+    WORKSPACE_PARAMS,
+    parse_seeds,
+    parse_variants,
+)
 from stages import reports_user_errors
 
 app = typer.Typer(help="Run the paper's ablation grid as DVC experiments and print a Table-4-style comparison.",
                   no_args_is_help=True, rich_markup_mode=None)
 
-VARIANTS = typer.Option(",".join(PAPER_VARIANTS), help=f"Comma-separated variants: method[+ts] with method in st, "
+VARIANTS = typer.Option(",".join(DEFAULT_VARIANTS), help=f"Comma-separated variants: method[+ts] with method in st, "
                         f"cbst, da, dars, or {CONTROL} (the rounds' iterations on labelled images only). Default: "
-                        f"the paper's Table 4 rows {','.join(PAPER_VARIANTS)}.")
+                        f"the paper's Table 4 rows and the control.")
 SEEDS = typer.Option("0", help="Comma-separated seeds, one experiment each; a seed sets the training and sampling "
                      "seeds, the split and (embedded dataset) the images.")
 PARAMS = typer.Option(Path(WORKSPACE_PARAMS), help="The settings, a whole parameter file (e.g. "

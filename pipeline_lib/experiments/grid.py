@@ -29,6 +29,9 @@ T = TypeVar("T")
 
 PAPER_VARIANTS = ("st", "st+ts", "cbst", "cbst+ts", "da+ts", "dars")
 CONTROL = "supervised"
+# What `dars ablation` runs unless told otherwise: the paper's rows and the labelled-only control, without which
+# the pseudo labels' gain cannot be told from that of training the rounds' iterations at all.
+DEFAULT_VARIANTS = (*PAPER_VARIANTS, CONTROL)
 
 
 @dataclass(frozen=True)

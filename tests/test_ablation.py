@@ -642,3 +642,19 @@ def test_the_grid_runs_into_its_record_which_outlives_the_experiments(tmp_path):
     other = run([*ablation_command, "table"], project, check=False)
     assert other.returncode != 0
     assert other.stderr.strip().splitlines()[-1].startswith("error: no finished experiment of this grid")
+
+
+def test_running_the_queue_waits_until_the_experiments_have_run(monkeypatch):
+    """`dvc exp run --run-all` returns at once when an earlier call's worker takes the tasks: the wait does not."""
+    from pipeline_lib.experiments import dvc_git
+
+    commands = []
+    monkeypatch.setattr(dvc_git, "run_dvc", lambda *args, **kwargs: commands.append(args))
+    states = iter([{"a": "Running", "b": "Queued", "c": "Running"}, {"a": "Success", "b": "Running"},
+                   {"a": "Success", "b": "Failed"}])
+    polled, waited = [], []
+    dvc_git.run_queued(["a", "b"], 2, lambda: polled.append(1) or next(states), report=waited.append,
+                       poll_seconds=0)
+    assert commands == [("exp", "run", "--run-all", "-j", "2")]
+    assert len(polled) == 3 and waited == ["waiting for a, b (a DVC queue worker runs them)",
+                                           "waiting for b (a DVC queue worker runs them)"]

@@ -47,6 +47,14 @@ def experiment_names(commits: int = 1, finished: bool = False) -> list[str]:
             if r.get("Experiment") and not (finished and r.get("State") in UNFINISHED_STATES)]
 
 
+def experiment_states(commits: int = 1) -> dict[str, str]:
+    """Each DVC experiment's ``dvc exp show`` State (Queued, Running, Failed, Success, or "" once DVC no longer
+    tracks its task), for the experiments of the last ``commits`` commits."""
+    import dvc.api
+
+    return {r["Experiment"]: r.get("State") or "" for r in dvc.api.exp_show(num=commits) if r.get("Experiment")}
+
+
 def read_runs(names: Sequence[str], rounds: Sequence[str], repo_root: str | os.PathLike = ".",
               outputs: str | os.PathLike = "outputs") -> list[RunResults]:
     """Every round's results of each named run (``rounds`` includes the baseline round if it is wanted)."""

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pipeline_lib.errors import UserError
-from pipeline_lib.experiments.dvc_git import run_dvc
+from pipeline_lib.experiments.dvc_git import run_dvc, run_queued
 from pipeline_lib.experiments.grid import VARIANT_AND_SEED_KEYS, hash_without, params_without, seed_overrides
 from pipeline_lib.params import Params
 
@@ -169,7 +169,7 @@ def measure_curve(budgets: Sequence[int], seeds: Sequence[int], jobs: int, out: 
     what each recipe sets beside the CSV, draw the whole CSV and report, per seed, the plateau verdict."""
     from pipeline_lib.atomic import write_text
     from pipeline_lib.check import check_params
-    from pipeline_lib.experiments.comparison import experiment_names, read_runs
+    from pipeline_lib.experiments.comparison import experiment_names, experiment_states, read_runs
     from pipeline_lib.experiments.figures import plot_round0_curve
     from pipeline_lib.experiments.grid import COMMITS_SEARCHED, WORKSPACE_PARAMS, experiment_overrides
     from pipeline_lib.settings import BASELINE_ROUND, DataSettings
@@ -202,7 +202,8 @@ def measure_curve(budgets: Sequence[int], seeds: Sequence[int], jobs: int, out: 
             overrides = experiment_overrides(workspace, loaded, curve_overrides(budget, seed, dataset))
             run_dvc("exp", "run", "--queue", "-n", name, *overrides, "evaluate_r0", report=report)
         if queued:
-            run_dvc("exp", "run", "--run-all", "-j", str(len(queued)), report=report)
+            run_queued([name for _, _, name in queued], len(queued),
+                       lambda: experiment_states(COMMITS_SEARCHED), report=report)
         for budget, seed, name in batch:
             [finished] = read_runs([name], [BASELINE_ROUND])
             rows.append(curve_row(recipe, budget, seed, name, finished.evaluation[BASELINE_ROUND]))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pipeline_lib.errors import UserError
@@ -48,3 +49,20 @@ def same_tree(here: Path, there: Path) -> bool:
 
     names = files(here)
     return names == files(there) and all((here / name).read_bytes() == (there / name).read_bytes() for name in names)
+
+
+def run_queued(names: Sequence[str], jobs: int, states: Callable[[], dict[str, str]],
+               report: Callable[[str], None] = print, poll_seconds: float = 15.0) -> None:
+    """Run the queued experiments ``names``, ``jobs`` at a time, and return once none of them is queued or running
+    any more (``states`` gives each experiment's ``dvc exp show`` State). `dvc exp run --run-all` alone is not
+    enough: when a queue worker of an earlier call is still alive it takes the tasks and the command returns at
+    once, before they have run (seen with two curve points run back to back)."""
+    run_dvc("exp", "run", "--run-all", "-j", str(jobs), report=report)
+    waiting = set(names)
+    while True:
+        current = states()
+        waiting = {name for name in waiting if current.get(name) in ("Queued", "Running")}
+        if not waiting:
+            return
+        report(f"waiting for {', '.join(sorted(waiting))} (a DVC queue worker runs them)")
+        time.sleep(poll_seconds)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from pipeline_lib.errors import UserError
-from pipeline_lib.experiments.dvc_git import run_dvc
+from pipeline_lib.experiments.dvc_git import run_dvc, run_queued
 from pipeline_lib.params import Params
 from pipeline_lib.settings import METHODS
 
@@ -275,7 +275,10 @@ def run_grid(variants: Sequence[Variant], seeds: Sequence[int], jobs: int, param
              report: Callable[[str], None] = print) -> None:
     """Queue and run the grid's missing experiments, ``jobs`` at a time, one experiment per seed first, so that
     the stages a seed's variants share are computed once and restored from DVC's run cache by the others."""
+    from pipeline_lib.experiments.comparison import experiment_states
+
     for batch in batches_sharing_round0(pending_experiments(variants, seeds, params, report)):
         for name, overrides in batch:
             run_dvc("exp", "run", "--queue", "-n", name, *overrides, report=report)
-        run_dvc("exp", "run", "--run-all", "-j", str(min(jobs, len(batch))), report=report)
+        run_queued([name for name, _ in batch], min(jobs, len(batch)), lambda: experiment_states(COMMITS_SEARCHED),
+                   report=report)

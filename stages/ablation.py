@@ -110,7 +110,8 @@ def curve(iterations: str = typer.Option("1000,2000,4000,8000",
     recipe sets is kept beside the CSV (``<name>.recipes.json``), and the figure names a recipe by the keys
     that set it apart from the others drawn ("train.base_lr=0.2"). Then it draws the CSV and says, per seed,
     whether this recipe's last measured doubling gained less than half a point."""
-    from pipeline_lib.experiments.curve import measure_curve, parse_iterations
+    from pipeline_lib.experiments.curve import parse_iterations
+    from pipeline_lib.experiments.curve_run import measure_curve
 
     measure_curve(parse_iterations(iterations), parse_seeds(seeds), jobs, out, figure, params, report=typer.echo)
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from fixtures import make_cityscapes_fixture
 from pipeline_lib.data.classes import CITYSCAPES, cityscapes_label_id_lut
-from pipeline_lib.data.prepared import Sample
+from pipeline_lib.data.prepared import Sample, read_split
 from pipeline_lib.data.splits import split_labeled_unlabeled
 from pipeline_lib.stores.pseudo_label_store import PseudoLabelStore
 from pipeline_project import dvc, make_project, run, set_param
@@ -54,8 +54,7 @@ def train_images(cityscapes_root: Path) -> list[str]:
 
 
 def split_ids(project: Path, split: str) -> list[str]:
-    lines = (project / "data" / "prepared" / "splits" / f"{split}.txt").read_text().splitlines()
-    return [Path(line.split()[0]).stem for line in lines if line.strip()]
+    return [sample.id for sample in read_split(project / "data" / "prepared", split)]
 
 
 def test_every_stage_writes_its_outputs(project):
@@ -99,8 +98,8 @@ def test_prepared_dataset_maps_label_ids_through_the_lut(project, cityscapes_roo
     dataset = json.loads((prepared / "dataset.json").read_text())
     lut = cityscapes_label_id_lut()
     assert dataset["label_lut"] == lut.tolist()
-    label_paths = [line.split()[1] for line in (prepared / "splits" / "labeled.txt").read_text().splitlines()]
-    assert label_paths and all(p.endswith("_gtFine_labelIds.png") for p in label_paths)
+    label_paths = [sample.label for sample in read_split(prepared, "labeled")]
+    assert label_paths and all(p.name.endswith("_gtFine_labelIds.png") for p in label_paths)
     # The labelled class distribution counts train ids, i.e. labelIds mapped by the LUT.
     counts = np.zeros(19, np.int64)
     for path in label_paths:

@@ -155,3 +155,13 @@ def test_the_pipeline_trains_and_pseudo_labels_spaced_rotated_and_sixteen_bit_im
     labels = [load_label(s.label, load_spec(prepared)) for s in read_split(prepared, "val")]
     assert all(label.shape == (32, 32) for label in labels)
     assert (project / "outputs" / "r1" / "metrics.json").is_file()
+
+
+def test_prepare_refuses_an_image_over_the_pixel_limit_in_one_line(tmp_path, monkeypatch):
+    root = make_folder_fixture(tmp_path / "data")  # 24x32 images: 768 pixels
+    big = sorted((root / "images" / "unlabeled").glob("*.png"))[0]
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(big)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 4,096 pixels: over twice the limit, the others under it
+    with pytest.raises(UserError, match=rf"{big}: image too large to read") as caught:
+        prepare_folder(tmp_path / "prepared", root)
+    assert "\n" not in str(caught.value) and not (tmp_path / "prepared").exists()

@@ -38,7 +38,9 @@ from pipeline_lib.settings import DistributedSettings, SyntheticSettings
 from pipeline_lib.stores.logits_store import LogitsStore, write_logits_store
 from pipeline_lib.stores.pseudo_label_store import PseudoLabelStore
 from pipeline_lib.stores.sharded_stack import shard_images, shards_of_writer
-from pipeline_lib.train.loop import IterationBatches, forget_metrics_after, segmentation_loss
+from pipeline_lib.train.loop import IterationBatches
+from pipeline_lib.train.loss import segmentation_loss
+from pipeline_lib.train.resume import forget_metrics_after
 
 REPO = Path(__file__).resolve().parents[1]
 ARCH = "lraspp_mobilenet_v3_large"  # the smallest model; no aux head

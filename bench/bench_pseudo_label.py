@@ -1,4 +1,4 @@
-"""Benchmark a round's pseudo-label work on a synthetic soft-prediction store: the confidence pass (logits →
+"""Benchmark a round's pseudo-label work on a synthetic logits store: the confidence pass (logits →
 per-pixel confidences and their histogram, once per teacher) and the labelling pass (histogram → thresholds,
 maps → pseudo labels), i.e. what `dvc repro` runs for a new teacher, and the labelling pass alone, i.e. what
 it runs for a change of method, α or seed.

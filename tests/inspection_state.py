@@ -1,6 +1,6 @@
 """For the `dars inspect` tests: a tiny but real pipeline state and a way to run the command on it.
 
-The state is params.yaml, a prepared dataset, a round's soft-prediction store and the pseudo labels, stats
+The state is params.yaml, a prepared dataset, a round's logits store and the pseudo labels, stats
 and class-share CSV that the real pseudo-labelling driver makes from it. Everything is seeded, so two
 builds with the same arguments give identical files.
 
@@ -137,7 +137,7 @@ def build_state(root: Path, variant: int = 0, method: str = "dars", driver: bool
 
         write_label_store(paths.pseudo_labels, UNLABELED_IDS, [SIZE] * len(UNLABELED_IDS), CLASSES.names,
                           simple_labels(), {"method": "simple", "labeling_ratio": 0.5, "temperature": 1.0,
-                                            "seed": 0, "source_checkpoint_sha256": f"teacher-{variant}"},
+                                            "seed": 0, "checkpoint_sha256": f"teacher-{variant}"},
                           images_per_shard=4)
         return
     from pipeline_lib.confidence.run import run_confidences

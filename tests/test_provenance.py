@@ -48,7 +48,8 @@ def test_confidence_refuses_logits_of_another_teacher(tmp_path):
                        {"output_stride": 8, "checkpoint_sha256": other, "model_arch": ARCH, "split": "unlabeled"},
                        images_per_shard=4)
     lines = run(project, "confidence", "--round", "r1")
-    assert len(lines) == 1 and lines[0].startswith("error: outputs/r1/logits.zarr: store was made by another model")
+    assert len(lines) == 1
+    assert lines[0].startswith("error: outputs/r1/logits.zarr: the logits store was made by another model")
     assert other[:12] in lines[0] and file_sha256(teacher)[:12] in lines[0]
     assert "dvc repro infer@r1" in lines[0]
     assert not (project / "outputs" / "r1" / "confidences.zarr").exists()
@@ -66,7 +67,8 @@ def test_pseudo_label_refuses_confidences_of_another_teacher(tmp_path):
                            list(CITYSCAPES.names), maps, lambda: histogram.counts,
                            {"temperature": 1.0, "checkpoint_sha256": other}, images_per_shard=4)
     lines = run(project, "pseudo-label", "--round", "r1")
-    assert len(lines) == 1 and lines[0].startswith("error: outputs/r1/confidences.zarr: made from another model")
+    assert len(lines) == 1
+    assert lines[0].startswith("error: outputs/r1/confidences.zarr: the confidence store was made by another model")
     assert other[:12] in lines[0] and file_sha256(teacher)[:12] in lines[0]
     assert "dvc repro confidence@r1" in lines[0]
     assert not (project / "outputs" / "r1" / "pseudo_labels.zarr").exists()
@@ -79,9 +81,9 @@ def test_train_refuses_pseudo_labels_of_another_teacher(tmp_path):
                       [(64, 128)] * len(unlabeled), list(CITYSCAPES.names),
                       (np.zeros((64, 128), np.uint8) for _ in unlabeled),
                       {"method": "dars", "labeling_ratio": 0.2, "temperature": 1.0, "seed": 0,
-                       "source_checkpoint_sha256": other}, images_per_shard=4)
+                       "checkpoint_sha256": other}, images_per_shard=4)
     lines = run(project, "train", "--round", "r1")
-    assert lines[-1].startswith("error: outputs/r1/pseudo_labels.zarr: drawn from the logits of checkpoint sha256 "
-                                f"{other[:12]}")
+    assert lines[-1].startswith("error: outputs/r1/pseudo_labels.zarr: the pseudo-label store was made by another "
+                                f"model (checkpoint sha256 {other[:12]}")
     assert file_sha256(teacher)[:12] in lines[-1] and "dvc repro pseudo_label@r1" in lines[-1]
     assert not (project / "outputs" / "r1" / "model.pt").exists()

@@ -1,5 +1,5 @@
 """The confidence pass (logits store → confidence store) and the labelling pass (confidence store → pseudo labels
-and statistics), end to end on a tiny soft-prediction store."""
+and statistics), end to end on a tiny logits store."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def test_labels_equal_the_pure_rules_applied_image_by_image(store, tmp_path, met
         expected = assign_pseudo_labels(confidence, prediction, thresholds, 7, i)
         assert np.array_equal(labels.label(i), expected)
     assert labels.attrs["method"] == method and labels.attrs["seed"] == 7 and labels.attrs["temperature"] == 1.5
-    assert labels.attrs["source_checkpoint_sha256"] == "a" * 64
+    assert labels.attrs["checkpoint_sha256"] == "a" * 64
     for j, name in enumerate(CLASSES):
         assert stats["per_class"][name]["target_count"] == int(thresholds.target_count[j])
         assert stats["per_class"][name]["above_threshold"] == int(thresholds.above_threshold[j])

@@ -39,7 +39,7 @@ def label_store(path: Path, class_names=CLASSES) -> Path:
     rng = np.random.default_rng(1)
     masks = [rng.integers(0, len(class_names), size=s).astype(np.uint8) for s in SIZES]
     write_label_store(path, IDS, SIZES, class_names, masks, {"method": "dars", "labeling_ratio": 0.2,
-                      "temperature": 1.0, "seed": 0, "source_checkpoint_sha256": "ab" * 32}, images_per_shard=2)
+                      "temperature": 1.0, "seed": 0, "checkpoint_sha256": "ab" * 32}, images_per_shard=2)
     return path
 
 

@@ -126,7 +126,7 @@ def test_predict_with_wrong_shape_or_non_finite_values_is_refused(tmp_path):
 
 def test_refuses_wrong_classes(tmp_path):
     write_store(tmp_path / "s")
-    with pytest.raises(UserError, match=r"s: store has 3 classes, expected 2"):
+    with pytest.raises(UserError, match=r"s: the logits store has 3 classes, the dataset 2"):
         LogitsStore.open(tmp_path / "s", expect_classes=["road", "car"])
     with pytest.raises(UserError, match="'sky' where 'person' is expected"):
         LogitsStore.open(tmp_path / "s", expect_classes=["road", "car", "person"])
@@ -149,13 +149,13 @@ def test_refuses_store_of_another_checkpoint(tmp_path):
 
 
 def test_refuses_what_is_not_a_store(tmp_path):
-    with pytest.raises(UserError, match=r"nothing: soft-prediction store not found"):
+    with pytest.raises(UserError, match=r"nothing: logits store not found"):
         LogitsStore.open(tmp_path / "nothing")
     (tmp_path / "file").write_text("x")
-    with pytest.raises(UserError, match="file: not a soft-prediction store"):
+    with pytest.raises(UserError, match="file: not a logits store"):
         LogitsStore.open(tmp_path / "file")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UserError, match="empty: not a soft-prediction store"):
+    with pytest.raises(UserError, match="empty: not a logits store"):
         LogitsStore.open(tmp_path / "empty")
     zarr.open_group(str(tmp_path / "bare"), mode="w", attributes={"format_version": 1})
     with pytest.raises(UserError, match="attributes missing: class_names"):
@@ -188,14 +188,14 @@ def test_readable_through_an_fsspec_filesystem(tmp_path):
     logits = write_store(tmp_path / "s")
     store = LogitsStore.open(fsspec_store(fsspec.filesystem("file"), str(tmp_path / "s")), expect_classes=CLASSES)
     assert np.array_equal(store.logits(3), logits[3])
-    with pytest.raises(UserError, match="not a soft-prediction store"):
+    with pytest.raises(UserError, match="not a logits store"):
         LogitsStore.open(fsspec_store(fsspec.filesystem("file"), str(tmp_path / "missing")))
 
 
 # ---- pseudo-label store ----
 
 LABEL_ATTRS = {"method": "dars", "labeling_ratio": 0.2, "temperature": 1.0, "seed": 0,
-               "source_checkpoint_sha256": CHECKPOINT}
+               "checkpoint_sha256": CHECKPOINT}
 
 
 def make_labels(seed=0) -> list[np.ndarray]:
@@ -247,9 +247,32 @@ def test_label_store_rejects_bad_masks_atomically(tmp_path):
     labels[3][0, 0] = 7  # beyond 3 classes and not 255
     with pytest.raises(ValueError, match="img3"):
         write_label_store(tmp_path / "p", IDS, LABEL_SIZES, CLASSES, labels, LABEL_ATTRS)
-    with pytest.raises(ValueError, match="lack source_checkpoint_sha256"):
+    with pytest.raises(ValueError, match="lack checkpoint_sha256"):
         write_label_store(tmp_path / "p", IDS, LABEL_SIZES, CLASSES, make_labels(),
-                          {k: v for k, v in LABEL_ATTRS.items() if k != "source_checkpoint_sha256"})
+                          {k: v for k, v in LABEL_ATTRS.items() if k != "checkpoint_sha256"})
     with pytest.raises(ValueError, match="got 4 images, expected 5"):
         write_label_store(tmp_path / "p", IDS, LABEL_SIZES, CLASSES, make_labels()[:4], LABEL_ATTRS)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_label_store_of_format_1_is_refused_with_the_stage_to_rerun(tmp_path):
+    """Version 1 named the teacher source_checkpoint_sha256; every store now names it checkpoint_sha256."""
+    write_label_store(tmp_path / "p", IDS, LABEL_SIZES, CLASSES, make_labels(), LABEL_ATTRS)
+    meta = json.loads((tmp_path / "p" / "zarr.json").read_text())
+    meta["attributes"]["source_checkpoint_sha256"] = meta["attributes"].pop("checkpoint_sha256")
+    (tmp_path / "p" / "zarr.json").write_text(json.dumps(meta))
+    _edit_attrs(tmp_path / "p", format_version=1)
+    expected = (r"p: not a pseudo-label store this code reads \(format version 1, this code reads version 2; "
+                r"attributes missing: checkpoint_sha256\); rerun the pseudo_label stage")
+    with pytest.raises(UserError, match=expected):
+        PseudoLabelStore.open(tmp_path / "p")
+
+
+def test_every_store_names_its_teacher_by_one_attribute_and_refuses_another(tmp_path):
+    write_label_store(tmp_path / "r1" / "p", IDS, LABEL_SIZES, CLASSES, make_labels(), LABEL_ATTRS)
+    assert PseudoLabelStore.open(tmp_path / "r1" / "p", expect_checkpoint=CHECKPOINT).attrs["checkpoint_sha256"] \
+        == CHECKPOINT
+    with pytest.raises(UserError, match=r"r1/p: the pseudo-label store was made by another model \(checkpoint "
+                                        rf"sha256 {CHECKPOINT[:12]}…; this round's teacher has sha256 "
+                                        r"eeeeeeeeeeee…\); remake it with `dvc repro pseudo_label@r1`"):
+        PseudoLabelStore.open(tmp_path / "r1" / "p", expect_checkpoint="e" * 64)

@@ -12,7 +12,7 @@ stores are read in place through an fsspec store, so only the shards that are lo
 Paths outside the repository (an external dataset root) are read from the local disk in both modes.
 
 :func:`open_round` gathers what ``dars inspect`` needs of one round: the dataset spec and unlabelled split,
-the pseudo-label store, the soft-prediction store when it is available and consistent, and the stats.
+the pseudo-label store, the logits store when it is available and consistent, and the stats.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from pipeline_lib.params import Params
 from pipeline_lib.settings import self_training_round
 from pipeline_lib.stores.logits_store import LogitsStore
 from pipeline_lib.stores.pseudo_label_store import PseudoLabelStore
-from pipeline_lib.stores.sharded_stack import StoreLike, fsspec_store
+from pipeline_lib.stores.sharded_stack import MADE_BY, StoreLike, fsspec_store
 
 # Files of a prepared-dataset directory that inspection reads (see pipeline_lib/data/prepared.py).
 PREPARED_FILES = ("dataset.json", "class_distribution.json", "splits/unlabeled.txt")
@@ -331,8 +331,7 @@ def _open_matching_logits(source: ArtifactSource, paths: RoundPaths, labels: Pse
     if not source.exists(paths.logits):
         return None, f"{paths.logits} is not available at {source.description}: no confidence maps"
     logits = LogitsStore.open(source.zarr_store(paths.logits), expect_classes=spec.classes.names)
-    made_from = labels.attrs.get("source_checkpoint_sha256")
-    if made_from is not None and logits.attrs.get("checkpoint_sha256") != made_from:
+    if logits.attrs[MADE_BY] != labels.attrs[MADE_BY]:
         return None, (f"{paths.logits} comes from another model than the pseudo labels (rerun "
                       "`dvc repro`): no confidence maps")
     missing = set(labels.image_ids) - set(logits.image_ids)

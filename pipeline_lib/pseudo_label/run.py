@@ -69,7 +69,7 @@ def run_pseudo_labeling(confidence_store: StoreLike, out_store: Path, stats_path
                                    if writers.rank == 0 else None)
     temperature = store.temperature
     attrs = {"method": method, "labeling_ratio": labeling_ratio, "temperature": temperature,
-             "seed": int(seed), "source_checkpoint_sha256": store.attrs.get("checkpoint_sha256"),
+             "seed": int(seed), "checkpoint_sha256": store.attrs["checkpoint_sha256"],
              "thresholds": [threshold_or_none(t) for t in thresholds.threshold],
              "keep_probabilities": [float(p) for p in thresholds.keep_probability]}
     images = owned_images(len(store), store.images_per_shard, writers)

@@ -26,26 +26,14 @@ import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from pipeline_lib.errors import UserError
-from pipeline_lib.stores.sharded_stack import (
-    SingleWriter,
-    StackReader,
-    StoreLike,
-    StoreWriters,
-    atomic_store_dir,
-    check_same_ids,
-    create_stack,
-    max_size,
-    open_stack,
-    shards_of_writer,
-    write_stack,
-)
+from pipeline_lib.stores.sharded_stack import MADE_BY, SingleWriter, StackReader, StoreLike, StoreWriters, write_store
 
 FORMAT_VERSION = 1
 KIND = "confidence store"
 ARRAY = "maps"
 HISTOGRAM = "histogram"
 FLOAT16_PATTERNS = 1 << 16
-REQUIRED_ATTRS = ("format_version", "class_names", "image_ids", "label_sizes", "temperature", "checkpoint_sha256")
+REQUIRED_ATTRS = ("format_version", "class_names", "image_ids", "label_sizes", "temperature", MADE_BY)
 # zstd level 1: measured on a 1024x2048 map pair here, 1.67 bytes per pixel in 15 ms (level 3: 1.62 in 64 ms;
 # blosc's byte shuffle made it larger and slower).
 MAPS_COMPRESSOR = ZstdCodec(level=1)
@@ -62,81 +50,52 @@ def write_confidence_store(path: str | os.PathLike, image_ids: Sequence[str], la
     writer once its maps are written, returns the (C, 65536) int64 counts over all images (under several
     writers a collective sum), which rank 0 stores. ``attrs`` must give ``temperature`` and
     ``checkpoint_sha256``."""
-    count = len(image_ids)
-    if len(label_sizes) != count or len(set(image_ids)) != count:
-        raise ValueError(f"{count} image ids (unique?) for {len(label_sizes)} label sizes")
-    group_attrs = {**attrs, "format_version": FORMAT_VERSION, "class_names": list(class_names),
-                   "image_ids": list(image_ids), "label_sizes": [[int(h), int(w)] for h, w in label_sizes]}
-    missing = [k for k in REQUIRED_ATTRS if k not in group_attrs]
-    if missing:
-        raise ValueError(f"attrs lack {', '.join(missing)}")
-    sizes = [(int(h), int(w)) for h, w in label_sizes]
     num_classes = len(class_names)
 
-    def create(tmp: Path) -> None:
-        group = zarr.open_group(str(tmp), mode="w", zarr_format=3, attributes=group_attrs)
-        create_stack(group, ARRAY, count, (2,), max_size(sizes), "uint16", 0, images_per_shard, MAPS_COMPRESSOR)
+    def create_histogram(group: zarr.Group) -> None:
         group.create_array(HISTOGRAM, shape=(num_classes, FLOAT16_PATTERNS), dtype="int64",
                            chunks=(num_classes, FLOAT16_PATTERNS), fill_value=0,
                            compressors=[ZstdCodec(level=3), Crc32cCodec()])
 
-    def planes(items: Iterable[Maps]) -> Iterator[np.ndarray]:
-        for confidence, prediction in items:
+    def planes(owned: list[int]) -> Iterator[np.ndarray]:  # ``maps`` yields exactly the owned images' maps
+        for confidence, prediction in maps:
             if confidence.dtype != np.float16 or prediction.dtype != np.uint8:
                 raise ValueError(f"maps must be float16 confidences and uint8 classes, got {confidence.dtype}, "
                                  f"{prediction.dtype}")
             yield np.stack([np.ascontiguousarray(confidence).view(np.uint16), prediction])
 
-    with atomic_store_dir(path, writers, create) as tmp:
-        # No map chunk can equal the fill value (a confidence is at least 1/C, never 0), so zarr's check of
-        # every chunk against it before writing (a fifth of the write's CPU time here) is skipped.
-        array = zarr.open_array(str(tmp), path=ARRAY, mode="r+", zarr_format=3).with_config(
-            {"write_empty_chunks": True})
-        per_shard = array.shards[0] if array.shards else 1
-        write_stack(array, planes(maps), sizes, image_ids, desc="confidences",
-                    shards=shards_of_writer(count, per_shard, writers.rank, writers.world_size))
+    def write_histogram(tmp: Path) -> None:
         histogram = np.asarray(total_histogram(), np.int64)
         if histogram.shape != (num_classes, FLOAT16_PATTERNS):
             raise ValueError(f"histogram has shape {histogram.shape}, expected ({num_classes}, {FLOAT16_PATTERNS})")
         if writers.rank == 0:
             zarr.open_array(str(tmp), path=HISTOGRAM, mode="r+", zarr_format=3)[...] = histogram
 
+    # No map chunk can equal the fill value (a confidence is at least 1/C, never 0), so zarr's check of every
+    # chunk against it before writing (a fifth of the write's CPU time here) is skipped: write_empty_chunks.
+    write_store(path, ConfidenceStore, image_ids, label_sizes, class_names, attrs, planes, lead_shape=(2,),
+                dtype="uint16", fill_value=0, compressor=MAPS_COMPRESSOR, images_per_shard=images_per_shard,
+                writers=writers, desc="confidences", create_more=create_histogram, write_empty_chunks=True,
+                finish=write_histogram)
+
 
 class ConfidenceStore(StackReader):
-    """Read side of the confidence store. Open it with :meth:`open`."""
+    """Read side of the confidence store. Open it with :meth:`open` (``sharded_stack.StackReader.open``)."""
 
     kind, array_name, producer = KIND, ARRAY, "confidence"
+    format_version, required_attrs = FORMAT_VERSION, REQUIRED_ATTRS
 
     def __init__(self, group: zarr.Group, array: zarr.Array, where: str, store: StoreLike) -> None:
         super().__init__(group, array, where, store)
         self._group = group
 
-    @classmethod
-    def open(cls, store: StoreLike, expect_classes: Sequence[str] | None = None,
-             expect_image_ids: Sequence[str] | None = None,
-             expect_checkpoint: str | None = None) -> "ConfidenceStore":
-        """Open a store (a path or any zarr store), refusing with UserError when it is not one, lacks a piece, or
-        is for other classes, images or another teacher than expected."""
-        group, array, where = open_stack(store, KIND, ARRAY, REQUIRED_ATTRS, FORMAT_VERSION, "confidence")
-        opened = cls(group, array, where, store)
-        shape = tuple(array.shape)
-        if len(shape) != 4 or shape[:2] != (len(opened), 2) or array.dtype != np.uint16:
-            raise UserError(f"{where}: array '{ARRAY}' is {array.dtype} of shape {shape}, expected uint16 "
-                            f"({len(opened)}, 2, H, W)")
-        if any(h > shape[2] or w > shape[3] for h, w in opened.label_sizes):
-            raise UserError(f"{where}: a label size exceeds the array's {shape[2]}x{shape[3]}")
-        if expect_classes is not None and opened.class_names != list(expect_classes):
-            raise UserError(f"{where}: confidences are for classes {opened.class_names[:5]}… "
-                            f"({len(opened.class_names)}), the dataset has {list(expect_classes)[:5]}… "
-                            f"({len(expect_classes)})")
-        if expect_image_ids is not None:
-            check_same_ids(opened.image_ids, expect_image_ids, where, "its image list")
-        if expect_checkpoint is not None and opened.attrs["checkpoint_sha256"] != expect_checkpoint:
-            raise UserError(f"{where}: made from another model's logits (checkpoint sha256 "
-                            f"{str(opened.attrs['checkpoint_sha256'])[:12]}…, this round's teacher "
-                            f"{expect_checkpoint[:12]}…); {opened.remedy()}")
-        opened.check_complete()
-        return opened
+    def check_array(self) -> None:
+        shape = tuple(self._array.shape)
+        if len(shape) != 4 or shape[:2] != (len(self), 2) or self._array.dtype != np.uint16:
+            raise UserError(f"{self.where}: array '{ARRAY}' is {self._array.dtype} of shape {shape}, expected uint16 "
+                            f"({len(self)}, 2, H, W)")
+        if any(h > shape[2] or w > shape[3] for h, w in self.label_sizes):
+            raise UserError(f"{self.where}: a label size exceeds the array's {shape[2]}x{shape[3]}")
 
     @property
     def temperature(self) -> float:

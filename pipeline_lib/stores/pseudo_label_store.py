@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,25 +21,14 @@ from zarr.codecs import ZstdCodec
 
 from pipeline_lib.data.classes import IGNORE_INDEX
 from pipeline_lib.errors import UserError
-from pipeline_lib.stores.sharded_stack import (
-    SingleWriter,
-    StackReader,
-    StoreLike,
-    StoreWriters,
-    atomic_store_dir,
-    check_same_ids,
-    create_stack,
-    max_size,
-    open_stack,
-    owned_images,
-    shards_of_writer,
-    write_stack,
-)
+from pipeline_lib.stores.sharded_stack import MADE_BY, SingleWriter, StackReader, StoreLike, StoreWriters, write_store
 
-FORMAT_VERSION = 1
+# Version 2: the teacher's checkpoint under the attribute every store names it by (version 1 said
+# source_checkpoint_sha256); a version-1 store is refused with the stage to rerun.
+FORMAT_VERSION = 2
 KIND = "pseudo-label store"
 ARRAY = "labels"
-PROVENANCE_ATTRS = ("method", "labeling_ratio", "temperature", "seed", "source_checkpoint_sha256")
+PROVENANCE_ATTRS = ("method", "labeling_ratio", "temperature", "seed", MADE_BY)
 REQUIRED_ATTRS = ("format_version", "class_names", "image_ids", "label_sizes", *PROVENANCE_ATTRS)
 
 
@@ -50,25 +38,14 @@ def write_label_store(path: str | os.PathLike, image_ids: Sequence[str], label_s
     """Write the masks yielded by ``labels`` (in image order, ``(H_i, W_i)`` uint8 each), atomically.
 
     ``labels`` is consumed lazily, one shard of images at a time. ``attrs`` must give the provenance keys
-    method, labeling_ratio, temperature, seed and source_checkpoint_sha256. With several ``writers``
+    method, labeling_ratio, temperature, seed and checkpoint_sha256 (the teacher's). With several ``writers``
     (processes, each calling this with the same arguments), ``labels`` yields only the masks of the images
     this writer owns (``sharded_stack.owned_images``); the store is the same whatever the number of writers.
     """
-    count = len(image_ids)
-    if len(label_sizes) != count:
-        raise ValueError(f"{count} image ids but {len(label_sizes)} label sizes")
-    if len(set(image_ids)) != count:
-        raise ValueError("image ids must be unique")
-    missing = [k for k in PROVENANCE_ATTRS if k not in attrs]
-    if missing:
-        raise ValueError(f"attrs lack {', '.join(missing)}")
-    sizes = [(int(h), int(w)) for h, w in label_sizes]
-    group_attrs = {**attrs, "format_version": FORMAT_VERSION, "class_names": list(class_names),
-                   "image_ids": list(image_ids), "label_sizes": [list(s) for s in sizes]}
     num_classes = len(class_names)
 
-    def checked(items: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        for index, mask in zip(owned_images(count, images_per_shard, writers), items):
+    def checked(owned: list[int]) -> Iterator[np.ndarray]:
+        for index, mask in zip(owned, labels):
             mask = np.asarray(mask)
             if mask.dtype != np.uint8:
                 raise ValueError(f"pseudo label of {image_ids[index]!r} is {mask.dtype}, expected uint8")
@@ -76,47 +53,28 @@ def write_label_store(path: str | os.PathLike, image_ids: Sequence[str], label_s
                 raise ValueError(f"pseudo label of {image_ids[index]!r} holds values beyond {num_classes} classes")
             yield mask
 
-    def create(tmp: Path) -> None:
-        group = zarr.open_group(str(tmp), mode="w", zarr_format=3, attributes=group_attrs)
-        create_stack(group, ARRAY, count, (), max_size(sizes), "uint8", IGNORE_INDEX, images_per_shard,
-                     ZstdCodec(level=3))
-
-    with atomic_store_dir(path, writers, create) as tmp:
-        array = zarr.open_array(str(tmp), path=ARRAY, mode="r+", zarr_format=3)
-        per_shard = array.shards[0] if array.shards else 1
-        write_stack(array, checked(labels), sizes, image_ids, desc="pseudo labels",
-                    shards=shards_of_writer(count, per_shard, writers.rank, writers.world_size))
+    write_store(path, PseudoLabelStore, image_ids, label_sizes, class_names, attrs, checked, lead_shape=(),
+                dtype="uint8", fill_value=IGNORE_INDEX, compressor=ZstdCodec(level=3),
+                images_per_shard=images_per_shard, writers=writers, desc="pseudo labels")
 
 
 class PseudoLabelStore(StackReader):
-    """Read side of the pseudo-label store. Open it with :meth:`open`."""
+    """Read side of the pseudo-label store. Open it with :meth:`open` (``sharded_stack.StackReader.open``)."""
 
     kind, array_name, producer = KIND, ARRAY, "pseudo_label"
+    format_version, required_attrs = FORMAT_VERSION, REQUIRED_ATTRS
 
     def __init__(self, group: zarr.Group, array: zarr.Array, where: str, store: StoreLike) -> None:
         super().__init__(group, array, where, store)
         self._index = {image_id: i for i, image_id in enumerate(self.image_ids)}
 
-    @classmethod
-    def open(cls, store: StoreLike, expect_classes: Sequence[str] | None = None,
-             expect_image_ids: Sequence[str] | None = None) -> "PseudoLabelStore":
-        """Open a store (a path or any zarr store), refusing with UserError when it does not fit."""
-        group, array, where = open_stack(store, KIND, ARRAY, REQUIRED_ATTRS, FORMAT_VERSION, "pseudo-label")
-        opened = cls(group, array, where, store)
-        shape = tuple(opened._array.shape)
-        if len(shape) != 3 or shape[0] != len(opened.image_ids) or opened._array.dtype != np.uint8:
-            raise UserError(f"{where}: array '{ARRAY}' is {opened._array.dtype} of shape {shape}, expected uint8 "
-                            f"({len(opened.image_ids)}, H, W)")
-        if any(h > shape[1] or w > shape[2] for h, w in opened.label_sizes):
-            raise UserError(f"{where}: a label size exceeds the array's {shape[1]}x{shape[2]}")
-        if expect_classes is not None and opened.class_names != list(expect_classes):
-            raise UserError(f"{where}: pseudo labels are for classes {opened.class_names[:5]}… "
-                            f"({len(opened.class_names)}), the dataset has {list(expect_classes)[:5]}… "
-                            f"({len(expect_classes)})")
-        if expect_image_ids is not None:
-            check_same_ids(opened.image_ids, expect_image_ids, where, "its image list")
-        opened.check_complete()
-        return opened
+    def check_array(self) -> None:
+        shape = tuple(self._array.shape)
+        if len(shape) != 3 or shape[0] != len(self.image_ids) or self._array.dtype != np.uint8:
+            raise UserError(f"{self.where}: array '{ARRAY}' is {self._array.dtype} of shape {shape}, expected uint8 "
+                            f"({len(self.image_ids)}, H, W)")
+        if any(h > shape[1] or w > shape[2] for h, w in self.label_sizes):
+            raise UserError(f"{self.where}: a label size exceeds the array's {shape[1]}x{shape[2]}")
 
     def index_of(self, image_id: str) -> int:
         try:

@@ -1,7 +1,10 @@
-"""Per-image arrays of varying (h, w) stacked in one sharded zarr v3 array.
+"""The store contract: per-image arrays of varying (h, w) stacked in one sharded zarr v3 array, written by one
+writer and opened by one checked reader; the three stage stores (logits, confidences, pseudo labels) keep only
+their shapes.
 
-Both stage stores (soft predictions, pseudo labels) are an ``(N, *lead, H_max, W_max)`` array with
-one chunk per image, padded with a fill value beyond each image's own size, and with images grouped
+Every store is a zarr v3 group whose attributes name its classes, its images and their label sizes, its format
+version and the teacher checkpoint it was made from (``checkpoint_sha256``), over an ``(N, *lead, H_max, W_max)``
+array with one chunk per image, padded with a fill value beyond each image's own size, and with images grouped
 ``images_per_shard`` to a shard file. Grouping matters: DVC hashes every file, so a store must be a
 few hundred files, not one per chunk. A shard is rewritten whole on every write into it, so writers
 buffer one shard's images and write its region at once.
@@ -29,6 +32,8 @@ from pipeline_lib.errors import UserError
 from pipeline_lib.progress import track
 
 StoreLike = str | os.PathLike | zarr.abc.store.Store
+# The attribute every store names the checkpoint it was made from by: the teacher's sha256.
+MADE_BY = "checkpoint_sha256"
 
 
 def describe_store(store: StoreLike) -> str:
@@ -68,10 +73,13 @@ def open_stack(store: StoreLike, kind: str, array_name: str, required_attrs: Seq
     where = describe_store(store)
     group = open_group_readonly(store, kind)
     attrs = dict(group.attrs)
+    # The version first: a store of another version may name its attributes otherwise.
+    if "format_version" in attrs and attrs["format_version"] != format_version:
+        missing = ", ".join(k for k in required_attrs if k not in attrs)
+        raise UserError(f"{where}: not a {kind} this code reads (format version {attrs['format_version']!r}, this "
+                        f"code reads version {format_version}{'; attributes missing: ' + missing if missing else ''}); "
+                        f"rerun the {producer} stage")
     require_attrs(attrs, required_attrs, where, kind)
-    if attrs["format_version"] != format_version:
-        raise UserError(f"{where}: {kind} format version {attrs['format_version']!r}, this code reads "
-                        f"version {format_version}; rerun the {producer} stage")
     if array_name not in group or not isinstance(group[array_name], zarr.Array):
         raise UserError(f"{where}: not a {kind} (no '{array_name}' array)")
     return group, group[array_name], where
@@ -131,6 +139,54 @@ def write_stack(array: zarr.Array, items: Iterable[np.ndarray], sizes: Sequence[
             array[first:stop] = block[: stop - first]
     if next(iterator, None) is not None:
         raise ValueError(f"{desc}: more images than the {expected_count} expected")
+
+
+def write_store(path: str | os.PathLike, reader: type["StackReader"], image_ids: Sequence[str],
+                label_sizes: Sequence[tuple[int, int]], class_names: Sequence[str], attrs: dict[str, Any],
+                items: Callable[[list[int]], Iterable[np.ndarray]], *, lead_shape: tuple[int, ...], dtype: str,
+                fill_value: int | float, compressor: Any, images_per_shard: int, writers: "StoreWriters",
+                desc: str, item_sizes: Sequence[tuple[int, int]] | None = None,
+                more_attrs: dict[str, Any] | None = None,
+                create_more: Callable[[zarr.Group], None] | None = None,
+                write_empty_chunks: bool = False, finish: Callable[[Path], None] | None = None) -> None:
+    """Write a store of ``reader``'s kind at ``path``, atomically, with its attributes (``attrs`` first, then the
+    format version, classes, image ids, label sizes and ``more_attrs``) checked against ``reader.required_attrs``.
+
+    ``items(owned)`` yields the ``(*lead_shape, *item_sizes[i])`` array of each image index in ``owned`` (the
+    images whose shards this writer owns, in order; every image for a single writer); ``item_sizes`` default to
+    the label sizes. ``create_more(group)`` adds arrays beside the stack; ``finish(tmp)`` runs on every writer
+    once its images are written, before the store moves into place. Several ``writers`` (processes, each calling
+    this with the same arguments) write the same store as one."""
+    count = len(image_ids)
+    if len(label_sizes) != count or (item_sizes is not None and len(item_sizes) != count):
+        raise ValueError(f"{count} image ids, {len(label_sizes)} label sizes"
+                         + ("" if item_sizes is None else f", {len(item_sizes)} item sizes"))
+    if len(set(image_ids)) != count:
+        raise ValueError("image ids must be unique")
+    group_attrs = {**attrs, "format_version": reader.format_version, "class_names": list(class_names),
+                   "image_ids": list(image_ids), "label_sizes": [[int(h), int(w)] for h, w in label_sizes],
+                   **(more_attrs or {})}
+    missing = [k for k in reader.required_attrs if k not in group_attrs]
+    if missing:
+        raise ValueError(f"attrs lack {', '.join(missing)}")
+    sizes = [(int(h), int(w)) for h, w in (label_sizes if item_sizes is None else item_sizes)]
+
+    def create(tmp: Path) -> None:
+        group = zarr.open_group(str(tmp), mode="w", zarr_format=3, attributes=group_attrs)
+        create_stack(group, reader.array_name, count, lead_shape, max_size(sizes), dtype, fill_value,
+                     images_per_shard, compressor)
+        if create_more is not None:
+            create_more(group)
+
+    with atomic_store_dir(path, writers, create) as tmp:
+        array = zarr.open_array(str(tmp), path=reader.array_name, mode="r+", zarr_format=3)
+        if write_empty_chunks:
+            array = array.with_config({"write_empty_chunks": True})
+        per_shard = array.shards[0] if array.shards else 1
+        shards = shards_of_writer(count, per_shard, writers.rank, writers.world_size)
+        write_stack(array, items(shard_images(shards, count, per_shard)), sizes, image_ids, desc=desc, shards=shards)
+        if finish is not None:
+            finish(tmp)
 
 
 def shards_of_writer(count: int, images_per_shard: int, rank: int, world_size: int) -> list[int]:
@@ -214,18 +270,64 @@ def atomic_store_dir(final: str | os.PathLike, writers: StoreWriters,
 
 
 class StackReader:
-    """The read side both stage stores share: their common attributes, and reads that refuse a damaged store.
+    """The read side every stage store shares: one checked :meth:`open`, the common attributes, and reads that
+    refuse a damaged store.
 
     zarr reads a missing shard file as fill values (zeros for logits, 255 for pseudo labels) and a truncated
     or corrupted one as a checksum error deep in its codecs. Opening a store on disk checks that every shard
     file is there (``dars inspect``'s DVC-cache reader checks its own); every read turns a failure to decode
     into one message naming the shard file and how to restore or remake it. Subclasses set ``kind``,
-    ``array_name`` and ``producer`` (the dvc.yaml stage that writes the store).
+    ``array_name``, ``producer`` (the dvc.yaml stage that writes the store), ``format_version`` and
+    ``required_attrs``, and check their array's shape in :meth:`check_array`.
     """
 
     kind = "store"
     array_name = ""
     producer = ""
+    format_version = 0
+    required_attrs: tuple[str, ...] = ()
+
+    @classmethod
+    def open(cls, store: StoreLike, expect_classes: Sequence[str] | None = None,
+             expect_image_ids: Sequence[str] | None = None, expect_checkpoint: str | None = None):
+        """Open a store (a path or any zarr store, e.g. an ``FsspecStore``), checking it fits its use.
+
+        Raises UserError naming the store, what does not fit and how to remake it when it is not one of this
+        kind, has another format version, lacks a shard, or holds other classes, other images (in order) than
+        ``expect_image_ids``, or what another checkpoint than ``expect_checkpoint`` (a sha256) made."""
+        group, array, where = open_stack(store, cls.kind, cls.array_name, cls.required_attrs, cls.format_version,
+                                         cls.producer)
+        opened = cls(group, array, where, store)
+        opened.check_array()
+        opened.check_complete()
+        if expect_classes is not None:
+            opened.check_classes(list(expect_classes))
+        if expect_image_ids is not None:
+            check_same_ids(opened.image_ids, expect_image_ids, where, "its image list")
+        if expect_checkpoint is not None:
+            opened.check_made_by(expect_checkpoint)
+        return opened
+
+    def check_array(self) -> None:
+        """Refuse an array whose shape or dtype the attributes do not describe."""
+
+    def check_classes(self, expected: list[str]) -> None:
+        found = self.class_names
+        if len(found) != len(expected):
+            raise UserError(f"{self.where}: the {self.kind} has {len(found)} classes, the dataset {len(expected)} "
+                            f"({', '.join(expected[:5])}{', …' if len(expected) > 5 else ''}); {self.remedy()}")
+        differ = [(f, e) for f, e in zip(found, expected) if f != e]
+        if differ:
+            raise UserError(f"{self.where}: the {self.kind}'s class names differ from the dataset's "
+                            f"(e.g. {differ[0][0]!r} where {differ[0][1]!r} is expected); {self.remedy()}")
+
+    def check_made_by(self, checkpoint_sha256: str) -> None:
+        """Refuse a store another checkpoint than the one of sha256 ``checkpoint_sha256`` (the teacher) made."""
+        made_by = str(self.attrs[MADE_BY])
+        if made_by != checkpoint_sha256:
+            raise UserError(f"{self.where}: the {self.kind} was made by another model (checkpoint sha256 "
+                            f"{made_by[:12]}…; this round's teacher has sha256 {checkpoint_sha256[:12]}…); "
+                            f"remake it with `dvc repro {self.producer}@{self.round_name}`")
 
     def __init__(self, group: zarr.Group, array: zarr.Array, where: str, store: StoreLike) -> None:
         self.where = where
@@ -247,10 +349,13 @@ class StackReader:
         key = self._array.metadata.encode_chunk_key((shard, *([0] * (self._array.ndim - 1))))
         return f"{self.where}/{self.array_name}/{key}"
 
+    @property
+    def round_name(self) -> str:
+        return Path(self.where).parent.name or "<round>"
+
     def remedy(self) -> str:
-        round_name = Path(self.where).parent.name or "<round>"
         return (f"restore it with `dvc checkout {self.where}` or remake it with "
-                f"`dvc repro {self.producer}@{round_name}`")
+                f"`dvc repro {self.producer}@{self.round_name}`")
 
     def check_complete(self) -> None:
         """Refuse a store on disk that lacks a shard file (zarr would read its images as fill values)."""

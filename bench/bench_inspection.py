@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline_lib.confidence.maps import confidence_and_prediction
 from pipeline_lib.data.classes import CITYSCAPES  # noqa: E402
-from pipeline_lib.inspection.panels import blend_overlay, colorize_labels, confidence_to_rgb  # noqa: E402
+from pipeline_lib.drawing.panels import blend_overlay, colorize_labels, confidence_to_rgb  # noqa: E402
 from pipeline_lib.inspection.round_report import PNG_COMPRESS_LEVEL  # noqa: E402
 
 

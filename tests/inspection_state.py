@@ -19,6 +19,8 @@ from PIL import Image
 from pipeline_lib.atomic import atomic_path
 from pipeline_lib.data.classes import ClassSet
 from pipeline_lib.data.prepared import Sample, load_class_distribution, write_prepared
+from pipeline_lib.confidence.histogram import ConfidenceHistogram
+from pipeline_lib.stores.confidence_store import write_confidence_store
 from pipeline_lib.stores.logits_store import write_logits_store
 from pipeline_lib.stores.pseudo_label_store import write_label_store
 
@@ -75,11 +77,13 @@ def write_params(root: Path) -> None:
 
 
 def build_state(root: Path, variant: int = 0, method: str = "dars", driver: bool = True) -> None:
-    """Write data/prepared (images inside it) and outputs/r1/{logits.zarr, pseudo_labels.zarr, stats, csv}.
+    """Write data/prepared (images inside it) and outputs/r1/{logits.zarr, confidences.zarr, pseudo_labels.zarr,
+    stats, csv}.
 
     ``variant`` changes the teacher's logits (and so every pseudo label) without changing the dataset.
     ``driver=False`` skips the real pseudo-labelling driver (and its torch import, seconds on a busy
-    machine): the labels are the logits' argmax where the top logit exceeds 2, and no stats are written.
+    machine): the confidences are the softmax of the logits repeated to label size, the labels their argmax where
+    the top logit exceeds 2, and no stats are written.
     """
     root = Path(root)
     rng = np.random.default_rng(0)
@@ -129,15 +133,22 @@ def build_state(root: Path, variant: int = 0, method: str = "dars", driver: bool
                         "split": "unlabeled"}, images_per_shard=4)
     if not driver:
         noise = np.random.default_rng(100 + variant)  # the same logits again
-
-        def simple_labels():
-            for index in range(len(UNLABELED_IDS)):
-                logits = np.repeat(np.repeat(predict(index), 2, axis=1), 2, axis=2)
-                yield np.where(logits.max(axis=0) > 2.0, logits.argmax(axis=0), 255).astype(np.uint8)
-
+        full = [np.repeat(np.repeat(predict(index), 2, axis=1), 2, axis=2) for index in range(len(UNLABELED_IDS))]
+        histogram = ConfidenceHistogram(CLASSES.num_classes)
+        maps = []
+        for logits in full:
+            exp = np.exp(logits - logits.max(axis=0))
+            confidence = (exp.max(axis=0) / exp.sum(axis=0)).astype(np.float16)
+            maps.append((confidence, logits.argmax(axis=0).astype(np.uint8)))
+            histogram.add(*maps[-1])
+        write_confidence_store(paths.confidences, UNLABELED_IDS, [SIZE] * len(UNLABELED_IDS), CLASSES.names, maps,
+                               lambda: histogram.counts,
+                               {"temperature": 1.0, "checkpoint_sha256": f"teacher-{variant}"}, images_per_shard=4)
         write_label_store(paths.pseudo_labels, UNLABELED_IDS, [SIZE] * len(UNLABELED_IDS), CLASSES.names,
-                          simple_labels(), {"method": "simple", "labeling_ratio": 0.5, "temperature": 1.0,
-                                            "seed": 0, "checkpoint_sha256": f"teacher-{variant}"},
+                          (np.where(logits.max(axis=0) > 2.0, logits.argmax(axis=0), 255).astype(np.uint8)
+                           for logits in full),
+                          {"method": "simple", "labeling_ratio": 0.5, "temperature": 1.0,
+                           "seed": 0, "checkpoint_sha256": f"teacher-{variant}"},
                           images_per_shard=4)
         return
     from pipeline_lib.confidence.run import run_confidences

@@ -29,7 +29,7 @@ from pipeline_lib.data.classes import CITYSCAPES
 from pipeline_lib.data.image_files import load_image
 from pipeline_lib.data.prepared import load_label, load_spec
 from pipeline_lib.errors import UserError
-from pipeline_lib.inspection.panels import (
+from pipeline_lib.drawing.panels import (
     CHECKER_COLORS,
     blend_overlay,
     checkerboard,
@@ -37,13 +37,12 @@ from pipeline_lib.inspection.panels import (
     colorize_labels,
     colormap_table,
     confidence_to_rgb,
-    label_agreement,
     legend_image,
-    select_image_ids,
 )
-from pipeline_lib.inspection.plots import order_by_labeled_share, plot_class_distributions, to_shares
+from pipeline_lib.inspection.selection import label_agreement, select_image_ids
+from pipeline_lib.drawing.class_shares import order_by_labeled_share, plot_class_distributions, to_shares
 from pipeline_lib.inspection.report import GalleryRow, ReportContent, render_report
-from pipeline_lib.stores.logits_store import LogitsStore
+from pipeline_lib.stores.confidence_store import ConfidenceStore
 from pipeline_lib.stores.pseudo_label_store import PseudoLabelStore
 
 PALETTE = np.asarray(CLASSES.colors, np.uint8)
@@ -269,11 +268,10 @@ def test_report_has_every_panel_of_every_image(report, project):
 
 
 def test_panels_show_the_stored_labels_and_confidences(report, project):
-    from pipeline_lib.confidence.maps import confidence_and_prediction
-
+    """The confidence panel is the confidence store's map, the one the labels were drawn from."""
     out, _ = report
     store = PseudoLabelStore.open(project / "outputs/r1/pseudo_labels.zarr")
-    logits = LogitsStore.open(project / "outputs/r1/logits.zarr")
+    confidences = ConfidenceStore.open(project / "outputs/r1/confidences.zarr")
     spec = load_spec(project / "data/prepared")
     image_id = UNLABELED_IDS[2]
     index = store.index_of(image_id)
@@ -287,8 +285,7 @@ def test_panels_show_the_stored_labels_and_confidences(report, project):
     truth = load_label(spec.root / "labels" / f"{image_id}.png", spec)
     np.testing.assert_array_equal(load_image(out / "images" / f"{image_id}_truth.png"),
                                   colorize_labels(truth, PALETTE))
-    confidence, _ = confidence_and_prediction(logits.logits(index), logits.label_sizes[index],
-                                              store.attrs["temperature"])
+    confidence, _ = confidences.maps(confidences.image_ids.index(image_id))
     np.testing.assert_array_equal(load_image(out / "images" / f"{image_id}_confidence.png"),
                                   confidence_to_rgb(confidence))
 
@@ -354,10 +351,10 @@ def test_refuses_to_replace_a_folder_it_did_not_write(project, tmp_path):
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
 
 
-def test_without_logits_the_report_omits_confidence_and_says_why(project, tmp_path):
+def test_without_confidences_the_report_omits_them_and_says_why(project, tmp_path):
     copy = tmp_path / "project"
     shutil.copytree(project, copy)
-    shutil.rmtree(copy / "outputs/r1/logits.zarr")
+    shutil.rmtree(copy / "outputs/r1/confidences.zarr")
     code, output = run_inspect("--round", "r1", "--repo", copy, "--out", tmp_path / "out", "--random", "2")
     assert code == 0, output
     assert "no confidence maps" in output
@@ -390,7 +387,8 @@ def test_inspects_a_git_revision_and_an_experiment_from_the_dvc_cache(tmp_path):
     (repo / "variant.txt").write_text("0\n")
     (repo / "dvc.yaml").write_text(
         f"stages:\n  make:\n    cmd: {sys.executable} make_state.py\n    deps: [make_state.py, variant.txt]\n"
-        "    outs: [data/prepared, outputs/r1/logits.zarr, outputs/r1/pseudo_labels.zarr]\n")
+        "    outs: [data/prepared, outputs/r1/logits.zarr, outputs/r1/confidences.zarr,\n"
+        "           outputs/r1/pseudo_labels.zarr]\n")
     _run(repo, *dvc, "repro", "-q")
     _run(repo, "git", "add", "-A")
     _run(repo, "git", "commit", "-q", "-m", "variant 0")
@@ -418,7 +416,7 @@ def test_inspects_a_git_revision_and_an_experiment_from_the_dvc_cache(tmp_path):
         assert labels(tmp_path / f"labels_at_{rev}") == labels(tmp_path / expected)
         page = (tmp_path / f"at_{rev}" / "index.html").read_text()
         assert all((tmp_path / f"at_{rev}" / s).is_file() for s in re.findall(r'src="([^"]+)"', page))
-        assert "no confidence maps" not in page  # the logits store was read from the cache too
+        assert "no confidence maps" not in page  # the confidence store was read from the cache too
     before = (tmp_path / "before" / "images" / f"{UNLABELED_IDS[0]}_pseudo.png").read_bytes()
     assert (tmp_path / "at_HEAD" / "images" / f"{UNLABELED_IDS[0]}_pseudo.png").read_bytes() == before
 

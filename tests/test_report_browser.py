@@ -21,7 +21,7 @@ from PIL import Image
 
 from inspection_state import build_project, run_inspect
 from pipeline_lib.data.classes import CITYSCAPES
-from pipeline_lib.inspection.panels import legend_image
+from pipeline_lib.drawing.panels import legend_image
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 BROWSER = os.environ.get("CHROMIUM") or next((b for b in BROWSERS if shutil.which(b)), None)

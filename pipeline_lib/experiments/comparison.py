@@ -58,7 +58,7 @@ def experiment_states(commits: int = 1) -> dict[str, str]:
 def read_runs(names: Sequence[str], rounds: Sequence[str], repo_root: str | os.PathLike = ".",
               outputs: str | os.PathLike = "outputs") -> list[RunResults]:
     """Every round's results of each named run (``rounds`` includes the baseline round if it is wanted)."""
-    from pipeline_lib.inspection.artifacts import ArtifactSource
+    from pipeline_lib.artifact_source import ArtifactSource
 
     runs = []
     for name in names:

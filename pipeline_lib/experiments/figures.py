@@ -1,6 +1,6 @@
 """The ablation grid's figures, from its record: scores per method with their spread over seeds, and the
 labelled vs pseudo-label class shares per method (the paper's Figure 1, drawn by
-:func:`pipeline_lib.inspection.plots.plot_class_distributions`); and the round-0 curve, from its CSV.
+:func:`pipeline_lib.drawing.class_shares.plot_class_distributions`); and the round-0 curve, from its CSV.
 
 The score panel shows each seed as a dot beside the bar of their mean, with the sample standard deviation as
 the error bar: with three seeds a bar alone would hide how few measurements it stands on.
@@ -19,7 +19,7 @@ from pipeline_lib.errors import UserError
 from pipeline_lib.experiments.comparison import first_and_last
 from pipeline_lib.experiments.curve import PLATEAU_GAIN, doubling_gains
 from pipeline_lib.experiments.grid import Variant
-from pipeline_lib.inspection.plots import plot_class_distributions
+from pipeline_lib.drawing.class_shares import plot_class_distributions
 from pipeline_lib.settings import BASELINE_ROUND
 
 BASELINE_LABEL = "supervised baseline"

@@ -10,18 +10,18 @@ from PIL import Image
 
 from pipeline_lib.atomic import atomic_path
 from pipeline_lib.errors import UserError
-from pipeline_lib.inspection.artifacts import ArtifactSource, RoundArtifacts, load_params, open_round, read_stats
-from pipeline_lib.inspection.panels import (
+from pipeline_lib.artifact_source import ArtifactSource, load_params
+from pipeline_lib.inspection.artifacts import RoundArtifacts, open_round, read_stats
+from pipeline_lib.drawing.panels import (
     blend_overlay,
     colorbar_image,
     colorize_labels,
     confidence_to_rgb,
-    label_agreement,
     legend_image,
     resize_image,
-    select_image_ids,
 )
-from pipeline_lib.inspection.plots import plot_class_distributions
+from pipeline_lib.drawing.class_shares import plot_class_distributions
+from pipeline_lib.inspection.selection import label_agreement, select_image_ids
 from pipeline_lib.inspection.report import GalleryRow, ReportContent, write_report
 from pipeline_lib.progress import track
 from pipeline_lib.settings import self_training_round
@@ -139,7 +139,7 @@ def _write_report(folder: Path, artifacts: RoundArtifacts, chosen: list[str], se
 
     _save_png(folder / "legend.png", legend_image(classes.names, palette))
     colorbar = None
-    if artifacts.logits is not None:
+    if artifacts.confidences is not None:
         colorbar = "confidence_colorbar.png"
         _save_png(folder / colorbar, colorbar_image())
     plot_class_distributions(folder / "class_distribution.png", classes.names, artifacts.labeled_distribution,

@@ -26,7 +26,7 @@ from pipeline_lib.data.image_files import load_image
 from pipeline_lib.data.prepared import load_spec
 from pipeline_lib.device import pick_device, resolve_precision
 from pipeline_lib.errors import UserError
-from pipeline_lib.inspection.panels import blend_overlay
+from pipeline_lib.drawing.panels import blend_overlay
 from pipeline_lib.models.checkpoint import load_checkpoint
 from pipeline_lib.models.normalization import normalize_image
 from pipeline_lib.predict.inference import predict_labels

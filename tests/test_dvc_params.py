@@ -118,3 +118,16 @@ def test_each_stage_lists_exactly_the_params_it_reads(stage, tmp_path, monkeypat
                     key for key in read if covers(entry, key) or covers(key, entry))
     stale = sorted(entry for entry, keys in read_by_entry.items() if not keys)
     assert not stale, f"dvc.yaml stage {stage!r} lists params that no shipped parameter file makes it read: {stale}"
+
+
+def test_the_check_stage_tracks_the_whole_file_and_runs_before_every_other_stage():
+    """A bad value must stop `dvc repro` / `dvc exp run` before DVC deletes any stage's outputs: the check stage
+    reads every key (`dars check` refuses a key it did not read), so it tracks the whole file, and every other
+    stage depends on its output, through prepare's output."""
+    declared = {name: stage.get("do", stage) for name, stage in
+                yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].items()}
+    assert declared["check"]["params"] == [{"params.yaml": None}]
+    [check_output] = [next(iter(out)) for out in declared["check"]["outs"]]
+    [prepared] = declared["prepare"]["outs"]
+    assert check_output in declared["prepare"]["deps"]
+    assert all(prepared in stage["deps"] for name, stage in declared.items() if name not in ("check", "prepare"))

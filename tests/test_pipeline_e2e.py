@@ -51,7 +51,7 @@ def test_rerun_is_cached(project):
 def test_evaluation_param_reruns_only_evaluation(project):
     set_param(project, "evaluate.tail_share_threshold", 0.02)
     try:
-        assert dry_run_stages(project) == ["evaluate@r1", "evaluate@r2", "evaluate_r0"]
+        assert dry_run_stages(project) == ["check", "evaluate@r1", "evaluate@r2", "evaluate_r0"]
     finally:
         set_param(project, "evaluate.tail_share_threshold", 0.01)
 
@@ -68,20 +68,21 @@ def test_labeling_ratio_reruns_the_labelling_not_the_confidences(project):
     # reruns on the new pseudo labels in any case.)
     set_param(project, "rounds.r1.labeling_ratio", 0.3)
     try:
-        assert dry_run_stages(project) == ["pseudo_label@r1", "train@r1"]
+        assert dry_run_stages(project) == ["check", "pseudo_label@r1", "train@r1"]
         assert "confidence@r1" not in changed_stages(project)
     finally:
         set_param(project, "rounds.r1.labeling_ratio", 0.2)
     set_param(project, "rounds.r2.labeling_ratio", 0.3)
     try:
         # Only the directly affected stages are known before running; the rest follows from their new outputs.
-        assert dry_run_stages(project) == ["pseudo_label@r2", "train@r2"]
-        assert repro_ran_stages(project) == ["evaluate@r2", "pseudo_label@r2", "train@r2"]
+        assert dry_run_stages(project) == ["check", "pseudo_label@r2", "train@r2"]
+        assert repro_ran_stages(project) == ["check", "evaluate@r2", "pseudo_label@r2", "train@r2"]
     finally:
         set_param(project, "rounds.r2.labeling_ratio", 0.5)
     # Back to the original α: every stage is restored from DVC's run cache, none reruns (an uncached plain
-    # output, such as the per-class JSON files once were, would leave its stage out of the run cache).
-    assert repro_ran_stages(project) == []
+    # output, such as the per-class JSON files once were, would leave its stage out of the run cache) but the
+    # check, whose persistent output keeps it out of the run cache: it takes a second.
+    assert repro_ran_stages(project) == ["check"]
     assert dry_run_stages(project) == []
 
 
@@ -90,7 +91,7 @@ def test_a_rounds_training_setting_reruns_that_training_only(project):
     original = (project / "params.yaml").read_text()
     set_param(project, "rounds.r2.base_lr", "continue")
     try:
-        assert dry_run_stages(project) == ["train@r2"]
+        assert dry_run_stages(project) == ["check", "train@r2"]
     finally:
         (project / "params.yaml").write_text(original)
     assert dry_run_stages(project) == []
@@ -106,7 +107,7 @@ def test_seeded_rerun_gives_identical_confidences_and_pseudo_labels(project):
 def test_temperature_scaling_reruns_the_confidences_not_the_inference(project):
     set_param(project, "pseudo_label.temperature_scaling", True)
     try:
-        assert dry_run_stages(project) == ["confidence@r1", "confidence@r2"]
+        assert dry_run_stages(project) == ["check", "confidence@r1", "confidence@r2"]
     finally:
         set_param(project, "pseudo_label.temperature_scaling", False)
 
@@ -125,9 +126,10 @@ def test_experiment_compare(project):
     assert sorted({column.split(":")[0] for column in metrics}) == [
         "outputs/r0/metrics.json", "outputs/r1/metrics.json", "outputs/r1/pseudo_label_metrics.json",
         "outputs/r2/metrics.json", "outputs/r2/pseudo_label_metrics.json"]
-    # (one column per params leaf and per code file a stage depends on: 122 now; the image reader, the params
-    # reader and the augmentation grammar, split out of larger modules, added three)
-    assert len(metrics) == 3 * 5 + 2 * 3 and len(header) <= 125
+    # (one column per params leaf and per code file a stage depends on: 133 now; the image reader, the params
+    # reader and the augmentation grammar, split out of larger modules, added three; the check stage eleven, the
+    # model files it names one by one among them)
+    assert len(metrics) == 3 * 5 + 2 * 3 and len(header) <= 135
 
     report = run([sys.executable, "-m", "stages.cli", "compare", "HEAD", "st-run"], project).stdout
     lines = report.splitlines()
@@ -197,3 +199,24 @@ def test_artifacts_travel_through_a_dvc_remote(project, tmp_path):
     assert (clone / model).read_bytes() == (project / model).read_bytes()
     assert changed_stages(clone) == set()
     assert dry_run_stages(clone) == []
+
+
+def test_a_bad_value_set_by_an_experiment_stops_at_the_check_and_loses_nothing(project):
+    """DVC deletes a stage's outputs before running it: the check stage, upstream of every stage, refuses the
+    value before DVC reaches a stage whose outputs it would delete. Last in this module: DVC's restore of the
+    workspace after a failed `dvc exp run` can leave git's index believing a same-sized git-tracked output
+    unchanged within the same second, and a test after it would commit the stale one."""
+    r1 = project / "outputs" / "r1"
+    before = {path: path.read_bytes() for path in sorted(r1.rglob("*")) if path.is_file()}
+    assert {"pseudo_label_metrics.json", "class_distribution.csv", "metrics.json", "per_class_iou.csv",
+            "pseudo_label_stats.json", "model.pt"} <= {path.name for path in before}
+    params = (project / "params.yaml").read_text()
+    result = dvc(project, "exp", "run", "-S", "rounds.r1.labeling_ratio=abc", check=False)
+    try:
+        assert result.returncode != 0
+        assert "error: params.yaml: 'rounds.r1.labeling_ratio'" in result.stdout + result.stderr
+        assert {path: path.read_bytes() for path in sorted(r1.rglob("*")) if path.is_file()} == before
+    finally:
+        (project / "params.yaml").write_text(params)  # the refused value stays in the workspace's file
+    # dvc.lock still holds the values the outputs were made with: back to them, nothing is to run.
+    assert dry_run_stages(project) == [] and changed_stages(project) == set()

@@ -209,9 +209,10 @@ class DataSettings:
     def from_params(cls, params: Params) -> DataSettings:
         dataset = params.get("data.dataset", str, one_of(*DATASETS))
         count = params.get("data.labeled_count", int, positive, default=None)
-        # labeled_count, when given, overrides labeled_fraction (params.yaml documents it so).
-        labeled_fraction = None if count is not None else \
-            params.get("data.labeled_fraction", float, open_fraction, default=None)
+        # labeled_count, when given, overrides labeled_fraction (params.yaml documents it so); the fraction is
+        # checked all the same, and so read: `dars check` would otherwise call it unknown.
+        fraction = params.get("data.labeled_fraction", float, open_fraction, default=None)
+        labeled_fraction = None if count is not None else fraction
         lists = {key: None if value is None else Path(value) for key in ("labeled_list", "unlabeled_list")
                  for value in [params.get(f"data.{key}", str, default=None)]}
         # Every kind names a directory: dvc.yaml tracks data.root as an input of prepare.

@@ -8,6 +8,8 @@ import sys
 import pytest
 import yaml
 
+from pipeline_lib.check import check_params
+from pipeline_lib.params import Params
 from pipeline_project import REPO
 
 
@@ -77,3 +79,11 @@ def test_check_accepts_the_default_and_names_the_rounds(tmp_path):
     result = check(tmp_path, default())
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "params.yaml: valid; rounds r0, r1, r2"
+
+
+def test_a_fraction_overridden_by_a_count_is_no_unknown_key(tmp_path):
+    """data.labeled_count overrides data.labeled_fraction: the file may hold both, and dars check accepts it."""
+    data = yaml.safe_load((REPO / "params.yaml").read_text())
+    data["data"]["labeled_count"] = 4
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    check_params(Params.load(tmp_path / "params.yaml"))

@@ -4,7 +4,7 @@
 
 Prints milliseconds per image (best of several repeats: the machine may be shared), then per class
 the target share, the generated share over all images, how much 200-image averages spread (the
-tolerances of tests/test_synthetic.py are set from these), and the fraction of images containing the class.
+tolerances of tests/data/test_synthetic.py are set from these), and the fraction of images containing the class.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ python3 -c "import torch, zarr, dvc, dvclive; print('torch', torch.__version__, 
 
 if part 1; then
 stamp "1. CUDA tests"
-timeout 90 python3 -m pytest -q -p no:cacheprovider tests/test_pseudo_label.py tests/test_device.py -k gpu
+timeout 90 python3 -m pytest -q -p no:cacheprovider tests/pseudo_label/test_pseudo_label.py tests/test_device.py -k gpu
 fi
 
 if part 2; then

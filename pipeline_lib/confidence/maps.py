@@ -7,7 +7,7 @@ The whole-image computation is upsample (bilinear, align_corners=False) → / T 
 BAND_ROWS), upsampled separably (see _upsampled_band), bit-identical to the whole-image result. That
 equality rests on torch kernel internals (torch 2.x on the CPU: the summation blocks of the class-dimension
 sum, the small-output kernel switch of bilinear upsampling, plain-copy upsampling of equal sizes, the
-rounding of its bilinear kernel); each is named where the code relies on it, and tests/test_pseudo_label.py
+rounding of its bilinear kernel); each is named where the code relies on it, and tests/pseudo_label/test_pseudo_label.py
 compares banded and whole-image results bit for bit over sizes and scales, so a torch upgrade that breaks
 it fails there, not silently.
 """

@@ -21,7 +21,7 @@ from pipeline_lib.data.prepared import load_label, load_spec, read_split
 from pipeline_lib.data.splits import split_labeled_unlabeled
 from pipeline_lib.errors import UserError
 
-SHARED_CAMVID = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "camvid"
+SHARED_CAMVID = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "camvid"
 
 
 @pytest.fixture(scope="module")

@@ -379,7 +379,7 @@ def test_inspects_a_git_revision_and_an_experiment_from_the_dvc_cache(tmp_path):
     _run(repo, "git", "config", "user.name", "test")
     _run(repo, *dvc, "init", "-q")
     write_params(repo)
-    tests_dir, project_dir = Path(__file__).parent, Path(__file__).parent.parent
+    tests_dir, project_dir = Path(__file__).parents[1], Path(__file__).parents[2]
     (repo / "make_state.py").write_text(
         f"import sys\nfrom pathlib import Path\nsys.path[:0] = [{str(tests_dir)!r}, {str(project_dir)!r}]\n"
         "from inspection_state import build_state\n"

@@ -118,7 +118,7 @@ def test_a_copied_params_file_runs_as_an_experiment(project):
     try:
         (project / "params.yaml").write_text(variant.read_text())
         result = dvc(project, "exp", "run", "-n", "copied-params")
-        assert ran_stages(result.stdout) == ["evaluate@r1", "evaluate_r0"]
+        assert ran_stages(result.stdout) == ["check", "evaluate@r1", "evaluate_r0"]
         table = json.dumps(json.loads(dvc(project, "exp", "show", "--json").stdout))
         assert "copied-params" in table and "0.05" in table
     finally:

@@ -26,7 +26,7 @@ from pipeline_lib.train.augmentation_recipe import AugmentationSettings
 from pipeline_project import REPO
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
-PAPER_SETS = ("cityscapes_1-8_pspnet50_crop361", "cityscapes_1-8_deeplabv2", "voc_1464_pspnet50")
+PAPER_SETS = ("cityscapes_1-8_pspnet50_crop361", "cityscapes_1-8_deeplabv2", "voc_1464_pspnet50", "camvid_1-8_pspnet50")
 
 
 def load(path: Path) -> dict:
@@ -123,6 +123,10 @@ AUTHORS = {
     "voc_1464_pspnet50": dict(
         arch="pspnet_resnet50_deep_stem", base_lr=0.01, aux_weight=0.4, crop=321, r0=(4550, 16), rounds=(56950, (8, 8)),
         scales=("0.5-1.5", "0.5-1.5", "0.5-2.0"), alphas=(0.4, 0.5), base_size=400),
+    # Not theirs: their Cityscapes setting carried to CamVid (epochs of its 46 / 321 images, CamVid's scales).
+    "camvid_1-8_pspnet50": dict(
+        arch="pspnet_resnet50_deep_stem", base_lr=0.01, aux_weight=0.4, crop=361, r0=(400, 16), rounds=(8000, (8, 8)),
+        scales=("0.5-2.0", "0.5-2.0", "0.4-3.0"), alphas=(0.2, 0.5), base_size=None),
 }
 
 

@@ -23,7 +23,7 @@ from pipeline_lib.params import (
     open_fraction,
     positive,
 )
-from pipeline_lib.train.augmentation_recipe import AugmentationSettings
+from pipeline_lib.augmentation_recipe import AugmentationSettings
 
 BASELINE_ROUND = "r0"  # the supervised model trained on the labelled split only
 DATASETS = ("synthetic", "cityscapes", "camvid", "voc", "folder")

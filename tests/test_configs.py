@@ -22,7 +22,7 @@ from pipeline_lib.predict.inference import resolve_sliding
 from pipeline_lib.pseudo_label.rules import METHODS
 from pipeline_lib.params import Params, fraction, one_of, positive
 from pipeline_lib.settings import BASELINE_ROUND, ConfidenceSettings, InferenceSettings, TrainSettings, round_schedule
-from pipeline_lib.train.augmentation_recipe import AugmentationSettings
+from pipeline_lib.augmentation_recipe import AugmentationSettings
 from pipeline_project import REPO
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))

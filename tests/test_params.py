@@ -8,7 +8,7 @@ import yaml
 from pipeline_lib.errors import UserError
 from pipeline_lib.params import Params, fraction, positive
 from pipeline_lib.settings import InferenceSettings, TrainSettings, round_schedule
-from pipeline_lib.train.augmentation_recipe import AugmentationSettings
+from pipeline_lib.augmentation_recipe import AugmentationSettings
 from pipeline_project import REPO
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline_lib.train.augmentation_recipe import AugmentationSettings
+from pipeline_lib.augmentation_recipe import AugmentationSettings
 
 GREY = 124  # corner padding of the image (one value for all channels, as earlier versions)
 MEAN_COLOUR = (124, 116, 104)  # the ImageNet mean in 0-255: rotation fill and centred padding

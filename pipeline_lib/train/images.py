@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 
 from pipeline_lib.data.image_files import load_image
 from pipeline_lib.data.prepared import DatasetSpec, Sample, load_label
-from pipeline_lib.train.augmentation_recipe import AugmentationSettings
+from pipeline_lib.augmentation_recipe import AugmentationSettings
 from pipeline_lib.train.augmentation import augment
 
 # Decoding is a third of an image's loading time (the default's PNGs: 1.1 of 3.0 ms, the rest augmentation), and a

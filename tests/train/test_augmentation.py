@@ -8,7 +8,7 @@ import pytest
 from pipeline_lib.errors import UserError
 from pipeline_lib.params import Params
 from pipeline_lib.settings import TrainSettings
-from pipeline_lib.train.augmentation_recipe import AugmentationSettings
+from pipeline_lib.augmentation_recipe import AugmentationSettings
 from pipeline_lib.train.augmentation import MEAN_COLOUR, augment, gaussian_blur, gaussian_kernel, random_crop
 from pipeline_project import REPO
 

@@ -14,7 +14,7 @@ from pipeline_lib.errors import UserError
 from pipeline_lib.models.build import build_model
 from pipeline_lib.models.checkpoint import load_checkpoint, save_checkpoint
 from pipeline_lib.settings import SyntheticSettings, TrainSettings
-from pipeline_lib.train.augmentation_recipe import AugmentationSettings
+from pipeline_lib.augmentation_recipe import AugmentationSettings
 from pipeline_lib.train import loop as training
 from pipeline_lib.train.augmentation import augment
 from pipeline_lib.train.images import TrainingImages

@@ -3,13 +3,16 @@
 torchvision's own ``forward`` upsamples to the input size; these wrappers keep its backbone and
 heads but stop before that ``F.interpolate``. The backbone is the MobileNetV3 ``features``
 sequence built with ``dilated=True`` (last stage dilated, so its deepest features are at stride 16).
-Sizes below assume the usual ceil-halving of stride-2 convs with "same" padding.
+Sizes below assume the usual ceil-halving of stride-2 convs with "same" padding. Their depthwise convolutions
+train on the CPU with the faster backward of :mod:`pipeline_lib.models.depthwise`.
 """
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large, lraspp_mobilenet_v3_large
+
+from pipeline_lib.models.depthwise import use_fast_depthwise_backward
 
 
 class LRASPPMobileNetV3(nn.Module):
@@ -25,7 +28,7 @@ class LRASPPMobileNetV3(nn.Module):
         super().__init__()
         # weights_backbone defaults to an ImageNet download in torchvision: pass None explicitly.
         reference = lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=num_classes)
-        self.backbone = reference.backbone  # returns {"low": stride 8, "high": stride 16}
+        self.backbone = use_fast_depthwise_backward(reference.backbone)  # {"low": stride 8, "high": stride 16}
         self.classifier = reference.classifier
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
@@ -47,7 +50,7 @@ class DeepLabV3MobileNetV3(nn.Module):
         reference = deeplabv3_mobilenet_v3_large(
             weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=aux_head
         )
-        self.backbone = reference.backbone  # returns {"out": stride 16[, "aux": stride 8]}
+        self.backbone = use_fast_depthwise_backward(reference.backbone)  # {"out": stride 16[, "aux": stride 8]}
         self.classifier = reference.classifier
         self.aux_classifier = reference.aux_classifier
         self.has_aux_head = aux_head

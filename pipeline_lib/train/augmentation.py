@@ -44,12 +44,12 @@ def augment(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, reci
         else:
             radius = rng.uniform(0.1, max(0.1, recipe.blur_radius))
             image = np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(radius)))
-    image = image.astype(np.float32)
-    if recipe.jitter > 0:
-        image = colour_jitter(image, rng, recipe.jitter)
+    if recipe.jitter > 0:  # without it, uint8 → float32 → clip → uint8 gave back the same bytes: skipped
+        image = colour_jitter(image.astype(np.float32), rng, recipe.jitter)
+        image = np.clip(image, 0, 255, out=image).astype(np.uint8)
     if recipe.flip_p > 0 and rng.random() < recipe.flip_p:
         image, label = image[:, ::-1], label[:, ::-1]
-    return np.ascontiguousarray(image.clip(0, 255).astype(np.uint8)), np.ascontiguousarray(label)
+    return np.ascontiguousarray(image), np.ascontiguousarray(label)
 
 
 def gaussian_kernel(size: int) -> np.ndarray:
@@ -76,7 +76,11 @@ def colour_jitter(image: np.ndarray, rng: np.random.Generator, amount: float) ->
     # gray + (image - gray)·s, then mean + (image - mean)·c, in place: the same float64 operations in the same
     # order (an addition's operands commute exactly), without a new array per step or a second mean.
     image = image * brightness
-    gray = image.mean(axis=2, keepdims=True)
+    # The channel mean as mean(axis=2) computes it, ((r + g) + b) / 3, bit for bit (tests/train compare them),
+    # without numpy's reduction machinery over an axis of three: 0.05 against 0.42 ms for a 128² crop.
+    gray = image[..., 0:1] + image[..., 1:2]
+    gray += image[..., 2:3]
+    gray /= 3
     image -= gray
     image *= saturation
     image += gray

@@ -9,7 +9,8 @@ from pipeline_lib.errors import UserError
 from pipeline_lib.params import Params
 from pipeline_lib.settings import TrainSettings
 from pipeline_lib.augmentation_recipe import AugmentationSettings
-from pipeline_lib.train.augmentation import MEAN_COLOUR, augment, gaussian_blur, gaussian_kernel, random_crop
+from pipeline_lib.train.augmentation import (MEAN_COLOUR, augment, colour_jitter, gaussian_blur, gaussian_kernel,
+                                             random_crop)
 from pipeline_project import REPO
 
 AUTHORS_ROUND_0 = "scale 0.25-1.0, rotate 10 p0.5, blur 5x5 p0.5, flip, pad centre"
@@ -116,6 +117,29 @@ def test_each_transform_draws_only_when_on():
     rng = np.random.default_rng(9)
     top, left = int(rng.integers(0, 50 - 32 + 1)), int(rng.integers(0, 70 - 32 + 1))
     np.testing.assert_array_equal(crop_only[0], image[top:top + 32, left:left + 32])
+
+
+def test_colour_jitter_is_bit_for_bit_the_textbook_formula():
+    """The jitter's channel mean, summed by hand, gives numpy's mean(axis=2) bits: training's batches stay what
+    they were."""
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        image = rng.integers(0, 256, (33, 47, 3)).astype(np.float32)
+        b, c, s = np.random.default_rng(seed + 100).uniform(0.6, 1.4, size=3)
+        expected = image * b
+        gray = expected.mean(axis=2, keepdims=True)
+        expected = gray + (expected - gray) * s
+        mean = expected.mean()
+        expected = mean + (expected - mean) * c
+        np.testing.assert_array_equal(colour_jitter(image, np.random.default_rng(seed + 100), 0.4), expected)
+
+
+def test_without_jitter_the_crop_keeps_its_bytes():
+    image = np.random.default_rng(2).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    label = np.zeros((40, 40), np.uint8)
+    out, _ = augment(image, label, np.random.default_rng(0), AugmentationSettings.parse("flip p1.0"), 40)
+    np.testing.assert_array_equal(out, image[:, ::-1])
+    assert out.flags.c_contiguous and out.flags.writeable
 
 
 def yaml_params() -> dict:

@@ -216,6 +216,25 @@ def differences_table(by_identity: dict[tuple[str, int], dict], variants: Sequen
     return "\n".join(lines) + "\n"
 
 
+def check_round0_shared(rows: Sequence[dict]) -> None:
+    """UserError unless the rows of each grid and seed start from one round 0 (the same scores to the last
+    digit). A seed's variants are compared pair by pair, which is fair only from one teacher; a round 0 trained
+    again on another machine kind or by other training code is another model (the grid's rows can be recorded
+    over several sessions, each on whatever machine it got)."""
+    by_seed: dict[tuple[str, int], dict[str, list[str]]] = {}
+    for row in rows:
+        round0 = row["rounds"][BASELINE_ROUND]
+        scores = json.dumps({key: round0.get(key) for key in ("miou", "tail_miou", "iou")}, sort_keys=True)
+        by_seed.setdefault((row["grid"], row["seed"]), {}).setdefault(scores, []).append(row["variant"])
+    for (grid, seed), groups in sorted(by_seed.items()):
+        if len(groups) > 1:
+            found = "; ".join(f"{', '.join(variants)}: r0 mIoU {100 * json.loads(scores)['miou']:.2f}"
+                              for scores, variants in groups.items())
+            raise UserError(f"seed {seed} of grid {grid}: its rows start from different round-0 models ({found}), "
+                            "trained on other machines or by other code; delete that seed's rows from the record "
+                            "and run its variants again in one go")
+
+
 def ablation_table(rows: Sequence[dict], variants: Sequence[Variant], seeds: Sequence[int],
                    rounds: Sequence[str]) -> str:
     """The Table-4 markdown of one grid's recorded rows: the scores and pseudo labels per method, then
@@ -227,6 +246,7 @@ def ablation_table(rows: Sequence[dict], variants: Sequence[Variant], seeds: Seq
     if len(missing) == len(variants) * len(seeds):
         raise UserError("no finished experiment of this grid is recorded; run `dars ablation run` (or "
                         "`dars ablation queue`, `dvc exp run --run-all`, then `dars ablation table`)")
+    check_round0_shared(rows)
     class_names: list[str] = next(list(row["rounds"][BASELINE_ROUND].get("iou") or {}) for row in rows)
 
     def evaluations(variant: Variant, round_name: str) -> list[dict | None]:

@@ -197,6 +197,15 @@ def test_table_takes_one_baseline_per_seed_and_lists_what_is_not_recorded():
         ablation_table([], [Variant("st", False)], [0], ["r1"])
 
 
+def test_table_refuses_a_seed_whose_rows_start_from_different_round_0_models():
+    rows = [*_grid_rows(), _row(CONTROL, 1, (0.24, 0.07, 0.81), (0.25, 0.07, 0.8), (0.25, 0.07, 0.8))]
+    with pytest.raises(UserError, match=re.escape("seed 1 of grid g1: its rows start from different round-0 models "
+                                                  "(dars: r0 mIoU 24.00; supervised: r0 mIoU 24.00)")):
+        ablation_table(rows, [Variant("dars", False), Variant(CONTROL, False)], [0, 1], ["r1", "r2"])
+    rows[-1] = _row(CONTROL, 1, (0.24, 0.07, 0.8), (0.25, 0.07, 0.8), (0.25, 0.07, 0.8))
+    ablation_table(rows, [Variant("dars", False), Variant(CONTROL, False)], [0, 1], ["r1", "r2"])
+
+
 def _trained_with(row, precision, rounds=("r0", "r1", "r2")):
     for name in rounds:
         row["rounds"][name]["trained_with"] = {"device": "cpu", "precision": precision}

@@ -126,9 +126,9 @@ def test_experiment_compare(project):
     assert sorted({column.split(":")[0] for column in metrics}) == [
         "outputs/r0/metrics.json", "outputs/r1/metrics.json", "outputs/r1/pseudo_label_metrics.json",
         "outputs/r2/metrics.json", "outputs/r2/pseudo_label_metrics.json"]
-    # (one column per params leaf and per code file a stage depends on: 133 now; the image reader, the params
-    # reader and the augmentation grammar, split out of larger modules, added three; the check stage eleven, the
-    # model files it names one by one among them)
+    # (one column per params leaf and per code file a stage depends on: 134 now; the image reader, the params
+    # reader and the augmentation grammar, split out of larger modules, added three; the check stage twelve, the
+    # model files it names one by one among them, the depthwise convolution the last)
     assert len(metrics) == 3 * 5 + 2 * 3 and len(header) <= 135
 
     report = run([sys.executable, "-m", "stages.cli", "compare", "HEAD", "st-run"], project).stdout

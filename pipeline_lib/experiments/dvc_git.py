@@ -63,6 +63,12 @@ def run_queued(names: Sequence[str], jobs: int, states: Callable[[], dict[str, s
         current = states()
         waiting = {name for name in waiting if current.get(name) in ("Queued", "Running")}
         if not waiting:
+            # A queue worker stops itself once the queue is empty, from a monitor thread that a race in kombu's
+            # file transport can kill (JSONDecodeError on a half-written message; DVC issues 10398 and 10428,
+            # seen here with the machine's other core busy): that worker then idles for ever, holding the output
+            # of the command that started it. When nothing else is queued or running, the workers are told to stop.
+            if not any(state in ("Queued", "Running") for state in current.values()):
+                run_dvc("queue", "stop", report=report)
             return
         report(f"waiting for {', '.join(sorted(waiting))} (a DVC queue worker runs them)")
         time.sleep(poll_seconds)

@@ -664,6 +664,17 @@ def test_running_the_queue_waits_until_the_experiments_have_run(monkeypatch):
     polled, waited = [], []
     dvc_git.run_queued(["a", "b"], 2, lambda: polled.append(1) or next(states), report=waited.append,
                        poll_seconds=0)
-    assert commands == [("exp", "run", "--run-all", "-j", "2")]
+    # Nothing left queued or running: the workers are told to stop (one whose own stop died would idle for ever).
+    assert commands == [("exp", "run", "--run-all", "-j", "2"), ("queue", "stop")]
     assert len(polled) == 3 and waited == ["waiting for a, b (a DVC queue worker runs them)",
                                            "waiting for b (a DVC queue worker runs them)"]
+
+
+def test_the_queue_workers_are_left_running_while_another_experiment_is_queued(monkeypatch):
+    from pipeline_lib.experiments import dvc_git
+
+    commands = []
+    monkeypatch.setattr(dvc_git, "run_dvc", lambda *args, **kwargs: commands.append(args))
+    dvc_git.run_queued(["a"], 1, lambda: {"a": "Success", "other": "Queued"}, report=lambda line: None,
+                       poll_seconds=0)
+    assert commands == [("exp", "run", "--run-all", "-j", "1")]

@@ -51,6 +51,9 @@ def same_tree(here: Path, there: Path) -> bool:
     return names == files(there) and all((here / name).read_bytes() == (there / name).read_bytes() for name in names)
 
 
+ACTIVE_STATES = ("Queued", "Running")  # `dvc exp show` States of an experiment a queue worker has yet to run
+
+
 def run_queued(names: Sequence[str], jobs: int, states: Callable[[], dict[str, str]],
                report: Callable[[str], None] = print, poll_seconds: float = 15.0) -> None:
     """Run the queued experiments ``names``, ``jobs`` at a time, and return once none of them is queued or running
@@ -61,13 +64,13 @@ def run_queued(names: Sequence[str], jobs: int, states: Callable[[], dict[str, s
     waiting = set(names)
     while True:
         current = states()
-        waiting = {name for name in waiting if current.get(name) in ("Queued", "Running")}
+        waiting = {name for name in waiting if current.get(name) in ACTIVE_STATES}
         if not waiting:
             # A queue worker stops itself once the queue is empty, from a monitor thread that a race in kombu's
             # file transport can kill (JSONDecodeError on a half-written message; DVC issues 10398 and 10428,
             # seen here with the machine's other core busy): that worker then idles for ever, holding the output
             # of the command that started it. When nothing else is queued or running, the workers are told to stop.
-            if not any(state in ("Queued", "Running") for state in current.values()):
+            if not any(state in ACTIVE_STATES for state in current.values()):
                 run_dvc("queue", "stop", report=report)
             return
         report(f"waiting for {', '.join(sorted(waiting))} (a DVC queue worker runs them)")
